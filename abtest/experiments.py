@@ -1,0 +1,383 @@
+"""Experiment definition files: parse, validate and fingerprint `experiments/*.yaml`.
+
+A definition decides which users see which prompts, so a wrong one must never reach the router.
+Loading gathers every problem in a file (unknown keys with a "did you mean", weights, coverage,
+namespace, overrides, metrics) and raises one `ExperimentFileError` that names the file, the
+field and the bad value. The models are frozen pydantic models: the router and the API share
+them without copying.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+AUTOMATIC_METRICS: tuple[str, ...] = (
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "error",
+    "responses",
+)
+"""Outcomes every flow run records by itself (DESIGN.md, Events)."""
+
+WEIGHT_TOLERANCE = 1e-6
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class ExperimentFileError(ValueError):
+    """One or more problems in an experiment definition file.
+
+    Carries the path and every problem found, so a user fixes the file in one pass.
+    """
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path = str(path)
+        self.problems = list(problems)
+        count = len(self.problems)
+        noun = "error" if count == 1 else "errors"
+        super().__init__(f"{count} {noun} in {self.path}:\n  " + "\n  ".join(self.problems))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Arm(_Frozen):
+    """One arm: a whole flow (prompts, model, parameters) chosen together."""
+
+    name: str = Field(min_length=1, max_length=64)
+    weight: float
+    config: dict[str, Any] = Field(default_factory=dict)
+    modules: tuple[str, ...] | None = None
+
+    @field_validator("weight")
+    @classmethod
+    def _weight_finite_non_negative(cls, weight: float) -> float:
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight ({weight}) must be finite and >= 0")
+        return weight
+
+
+class Metric(_Frozen):
+    """A metric the analysis reports; `ratio` metrics divide per-unit sums of two others."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["proportion", "mean", "ratio"]
+    aggregate: Literal["sum", "mean"] = "sum"
+    direction: Literal["increase", "decrease"] = "increase"
+    primary: bool = False
+    guardrail: bool = False
+    numerator: str | None = None
+    denominator: str | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _ratio_parts(self) -> Metric:
+        if self.kind == "ratio" and (not self.numerator or not self.denominator):
+            raise ValueError(f"ratio metric '{self.name}' needs a numerator and a denominator")
+        if self.kind != "ratio" and (self.numerator or self.denominator):
+            raise ValueError(
+                f"metric '{self.name}' of kind '{self.kind}' takes no numerator/denominator"
+            )
+        return self
+
+
+class AnalysisSettings(_Frozen):
+    """How the analysis judges significance for this experiment."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    correction: Literal["holm", "bh", "none"] = "holm"
+    sequential: bool = False
+    tuning_n: int = Field(default=5000, gt=0)
+
+
+class Experiment(_Frozen):
+    """An experiment definition, as written in `experiments/*.yaml` (DESIGN.md)."""
+
+    id: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
+    description: str = ""
+    status: Literal["draft", "running", "stopped"] = "draft"
+    winner: str | None = None
+    flow: str | tuple[str, ...] = "variants.summarization"
+    hash_attribute: str = "user_id"
+    hash_version: Literal[1, 2] = 2
+    seed: str | None = None
+    coverage: float = 1.0
+    namespace: tuple[str, float, float] | None = None
+    overrides: dict[str, str] = Field(default_factory=dict)
+    arms: tuple[Arm, ...]
+    metrics: tuple[Metric, ...] = ()
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+
+    @field_validator("coverage")
+    @classmethod
+    def _coverage_in_unit_interval(cls, coverage: float) -> float:
+        if not (math.isfinite(coverage) and 0.0 <= coverage <= 1.0):
+            raise ValueError(f"coverage ({coverage}) must be within [0, 1]")
+        return coverage
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_range(
+        cls, namespace: tuple[str, float, float] | None
+    ) -> tuple[str, float, float] | None:
+        if namespace is None:
+            return None
+        name, start, end = namespace
+        if not name:
+            raise ValueError("namespace name must not be empty")
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in (start, end)):
+            raise ValueError(f"namespace range ({start}, {end}) must lie within [0, 1]")
+        if start >= end:
+            raise ValueError(f"namespace start ({start}) must be < end ({end})")
+        return namespace
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_shape(cls, arms: tuple[Arm, ...]) -> tuple[Arm, ...]:
+        problems = []
+        if len(arms) < 2:
+            problems.append(f"an experiment needs at least two arms, got {len(arms)}")
+        names = [arm.name for arm in arms]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            problems.append(f"duplicate arm names: {', '.join(duplicated)}")
+        total = math.fsum(arm.weight for arm in arms)
+        if arms and abs(total - 1.0) > WEIGHT_TOLERANCE:
+            problems.append(f"weights must sum to 1 (within {WEIGHT_TOLERANCE}), got {total:g}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return arms
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metric_names(cls, metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
+        names = [m.name for m in metrics]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"duplicate metric names: {', '.join(duplicated)}")
+        return metrics
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Experiment:
+        arm_names = [arm.name for arm in self.arms]
+        problems = []
+        for unit, arm in self.overrides.items():
+            if arm not in arm_names:
+                problems.append(f"overrides.{unit}: unknown arm '{arm}'{_suggest(arm, arm_names)}")
+        if self.winner is not None and self.winner not in arm_names:
+            hint = _suggest(self.winner, arm_names)
+            problems.append(f"winner: unknown arm '{self.winner}'{hint}")
+        known = [m.name for m in self.metrics if m.kind != "ratio"] + list(AUTOMATIC_METRICS)
+        for index, metric in enumerate(self.metrics):
+            for part in ("numerator", "denominator"):
+                ref = getattr(metric, part)
+                if ref is not None and ref not in known:
+                    problems.append(
+                        f"metrics[{index}].{part}: '{ref}' is neither a declared metric nor an "
+                        f"automatic run metric{_suggest(ref, known)}"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def hash_seed(self) -> str:
+        """The hashing seed: `seed`, defaulting to the experiment id."""
+        return self.seed if self.seed is not None else self.id
+
+    @property
+    def control(self) -> Arm:
+        """The first arm is the control."""
+        return self.arms[0]
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(arm.name for arm in self.arms)
+
+    def arm(self, name: str) -> Arm:
+        """The arm called `name` (KeyError naming it otherwise)."""
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"experiment '{self.id}' has no arm '{name}'")
+
+    def modules_for(self, arm: Arm) -> tuple[str, ...]:
+        """Hamilton modules of an arm: its own `modules`, else the experiment's `flow`."""
+        if arm.modules:
+            return arm.modules
+        return (self.flow,) if isinstance(self.flow, str) else self.flow
+
+    @property
+    def definition_sha(self) -> str:
+        return definition_sha(self)
+
+
+def definition_sha(experiment: Experiment) -> str:
+    """sha256 of the canonical JSON form (sorted keys, no whitespace, defaults filled in).
+
+    Two files that mean the same experiment hash alike; any change that could move a user or
+    change what an arm runs changes the hash, so every exposure records the definition in force.
+    """
+    canonical = json.dumps(
+        experiment.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def parse_experiment(data: Any, source: str | Path = "<memory>") -> Experiment:
+    """Validate already-parsed YAML/JSON data into an `Experiment`, or raise ExperimentFileError."""
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "an empty document"
+        raise ExperimentFileError(source, [f"the file must hold a mapping of fields, got {kind}"])
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise ExperimentFileError(source, _describe(exc, data)) from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate one experiment definition file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExperimentFileError(path, [f"cannot read the file: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ExperimentFileError(path, [_yaml_problem(exc)]) from None
+    return parse_experiment(data, path)
+
+
+def experiment_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand directories into their `*.yaml`/`*.yml` files, sorted; keep files as given."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"}))
+        else:
+            files.append(path)
+    return files
+
+
+def check_files(
+    paths: Iterable[str | Path],
+) -> list[tuple[Path, Experiment | ExperimentFileError]]:
+    """Load each definition file under `paths`, keeping each file's result or error.
+
+    A file whose id an earlier file already uses is an error naming both files.
+    """
+    results: list[tuple[Path, Experiment | ExperimentFileError]] = []
+    origin: dict[str, Path] = {}
+    for path in experiment_files(paths):
+        try:
+            experiment = load_experiment(path)
+        except ExperimentFileError as exc:
+            results.append((path, exc))
+            continue
+        if experiment.id in origin:
+            first = origin[experiment.id]
+            problem = f"id: duplicate experiment id '{experiment.id}' (also in {first})"
+            results.append((path, ExperimentFileError(path, [problem])))
+            continue
+        origin[experiment.id] = path
+        results.append((path, experiment))
+    return results
+
+
+def load_experiments(directory: str | Path | Iterable[str | Path]) -> dict[str, Experiment]:
+    """Load every definition file under `directory` (or the given paths), keyed by id.
+
+    Problems of all files are gathered and raised together.
+    """
+    sources = [directory] if isinstance(directory, str | Path) else list(directory)
+    results = check_files(sources)
+    errors = [r for _, r in results if isinstance(r, ExperimentFileError)]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExperimentFileError(
+            ", ".join(e.path for e in errors), [p for e in errors for p in _prefixed(e)]
+        )
+    return {r.id: r for _, r in results if isinstance(r, Experiment)}
+
+
+def _prefixed(error: ExperimentFileError) -> list[str]:
+    return [f"{error.path}: {problem}" for problem in error.problems]
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"malformed YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"malformed YAML: {problem}"
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names allowed at the mapping that holds `loc`'s last key."""
+    model: type[BaseModel] | None = Experiment
+    for part in loc[:-1]:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = {"arms": Arm, "metrics": Metric, "analysis": AnalysisSettings}.get(str(part))
+    return list(model.model_fields) if model is not None else []
+
+
+def _describe(exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        where = _field_path(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            problems.append(f"{where}: unknown key{_suggest(key, _allowed_keys(loc))}")
+            continue
+        message = re.sub(r"^(Value|Assertion) error, ", "", error["msg"])
+        if error["type"] == "value_error" and not loc:
+            problems.extend(message.splitlines())
+            continue
+        value = error.get("input")
+        shown = "" if error["type"] in {"missing", "value_error"} else f" (got {value!r:.60})"
+        problems.append(f"{where}: {message}{shown}")
+    return problems

