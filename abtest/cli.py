@@ -113,6 +113,22 @@ def demo(
             typer.echo(f"  user-{i:<4} -> {a.arm:<16} ({a.reason})")
 
 
+@app.command("llm-server")
+def llm_server(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    latency_ms: Annotated[float, typer.Option(help="Added latency per request.")] = 0.0,
+    failure_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of requests failing (500/429).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the failure draws.")] = 0,
+) -> None:
+    """Serve the offline OpenAI-compatible model (a local stand-in for a real model)."""
+    from abtest.llm_server import main as serve
+
+    serve(host=host, port=port, latency_ms=latency_ms, failure_rate=failure_rate, seed=seed)
+
+
 def main() -> None:
     app()
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+pytest_plugins = ["tests.llm_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

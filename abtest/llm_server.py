@@ -1,0 +1,843 @@
+"""A local, OpenAI-compatible stand-in for a real model, for offline demos and tests.
+
+The server speaks the subset of the OpenAI REST API the platform uses (``GET /v1/models``,
+``POST /v1/chat/completions`` with and without ``stream``), so the official ``openai`` SDK talks
+to it unchanged: point ``base_url`` at ``http://127.0.0.1:PORT/v1``. It is *not* a language
+model. Behind it sits a deterministic extractive summarizer that genuinely reads the prompt:
+
+* **Text to summarize.** The first of: blocks fenced by triple backticks or triple quotes, or
+  wrapped in ``<document>``/``<text>``/``<article>``/``<context>``/``<passage>``/``<input>``/
+  ``<content>``/``<transcript>``/``<source>`` tags; else whatever follows a label line such as
+  ``Text:``, ``Document:``, ``Article:``, ``Passage:``, ``Context:``, ``Content:``, ``Input:``,
+  ``Transcript:``, ``Source:``; else the user paragraphs that do not look like instructions
+  (and the part after the colon of an instruction such as ``Summarize this: ...``).
+* **Instructions** are read from everything else (system/developer messages and the rest of the
+  user messages), case-insensitively; numbers may be digits or English words (``one`` ...
+  ``twenty``, ``thirty`` ... ``hundred``):
+
+  - word limits: ``in at most N words``, ``at most N words``, ``no more than N words``,
+    ``not more than N words``, ``up to N words``, ``within N words``, ``maximum of N words``,
+    ``max N words``, ``limit(ed) to N words``, ``N words or fewer``, ``N words or less``,
+    ``N words max``, ``in N words``, ``to N words`` (``keep it to N words``), ``an N-word
+    summary`` -> at most N words; ``under N words``, ``fewer than N words``, ``less than N
+    words``, ``below N words`` -> at most N-1 words. Several limits -> the smallest wins.
+    Words are counted like :func:`count_words` (bullet markers are not words);
+  - sentence counts: ``in N sentences``, ``N sentences``, ``one sentence``, ``a single
+    sentence``, ``one-sentence`` -> N sentences;
+  - bullets: ``bullet points``, ``bullet point``, ``bullets``, ``bulleted``, ``bullet list``,
+    ``as bullets`` -> one ``- `` line per sentence; ``N bullet points`` / ``N bullets`` /
+    ``N key points`` also fixes the count; ``no bullets``, ``without bullet ...``, ``do not use
+    bullet ...``, ``don't use bullet ...``, ``avoid bullet ...`` switch bullets off;
+  - focus: ``focus on: X`` / ``focus on X`` / ``focusing on X``, ``the user asked: X``,
+    ``emphasize X``, ``concentrate on X``, and label lines ``Question: X``, ``Query: X``,
+    ``Topic: X``, ``Focus: X``. Sentences sharing words with X are strongly preferred.
+
+* **Scoring.** Sentences are scored by the document-wide frequency of their content words
+  (stop words removed, crude stemming), normalised by sqrt(length), plus 3x the fraction of
+  focus terms they contain, plus a small lead-sentence bonus. The best sentences are kept in
+  document order, within the word limit (a single over-long sentence is cut at the limit and
+  ends with an ellipsis).
+* **Model styles.** Without explicit limits ``gpt-4o-mini`` writes 2 sentences / <= 50 words,
+  ``gpt-4o`` 3 sentences / <= 90 words, ``local-extractive`` (and any other served model) 3
+  sentences / <= 70 words. An explicit sentence count lifts the default word cap, an explicit
+  word limit lifts the default sentence count (as many best sentences as fit); explicit
+  limits apply to every model.
+* **Request parameters.** ``max_tokens`` (or ``max_completion_tokens``) truncates the output to
+  that many estimated tokens and sets ``finish_reason="length"``; ``stop`` cuts at the first
+  stop sequence. ``temperature`` > 0 adds score noise drawn from an RNG seeded by a hash of the
+  whole request (model, messages, temperature, ``seed``) and the server ``seed``: different
+  temperatures may pick different sentences, but the same request always gets the same answer.
+  ``n`` must be 1; other OpenAI parameters are accepted and ignored.
+* **Usage** is honest: ``prompt_tokens`` = :func:`abtest.tokens.estimate_message_tokens`
+  (content + role + 3 tokens per message + 3 reply-priming tokens), ``completion_tokens`` =
+  :func:`abtest.tokens.estimate_tokens` of the output.
+
+Fault injection (for tests): ``latency_ms`` delays every chat completion (async sleep);
+``failure_rate`` fails that share of chat completions, decided by ``random.Random(seed)``,
+alternating 500 and 429. The request header ``x-fail: 429|500|503|timeout`` (any status
+400-599 works) forces a failure; ``timeout`` hangs (up to ``hang_seconds``, or until the client
+disconnects). With ``x-fail-count: K`` only the first K requests carrying the same
+``x-request-key`` header (or, without it, the same body) fail, so client retries can succeed.
+Errors always use OpenAI's JSON shape ``{"error": {"message", "type", "param", "code"}}``;
+malformed requests get 400, unknown models 404, never 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from abtest.tokens import estimate_message_tokens, estimate_tokens, message_text
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "ExtractiveSummarizer",
+    "Instructions",
+    "ServerHandle",
+    "count_words",
+    "create_app",
+    "main",
+    "content_terms",
+    "parse_instructions",
+    "serve_in_thread",
+    "split_sentences",
+]
+
+DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "local-extractive")
+
+
+@dataclass(frozen=True)
+class _Style:
+    sentences: int
+    max_words: int
+
+
+_STYLES: dict[str, _Style] = {
+    "gpt-4o-mini": _Style(sentences=2, max_words=50),
+    "gpt-4o": _Style(sentences=3, max_words=90),
+    "local-extractive": _Style(sentences=3, max_words=70),
+}
+_DEFAULT_STYLE = _STYLES["local-extractive"]
+
+# ---------------------------------------------------------------------------------------------
+# Instruction parsing
+# ---------------------------------------------------------------------------------------------
+
+_NUMBER_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+    "ninety": 90, "hundred": 100, "a hundred": 100, "one hundred": 100, "a single": 1,
+    "single": 1,
+}  # fmt: skip
+# Longest alternatives first so "one hundred" wins over "one".
+_NUM = r"(\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + ")"
+
+_WORD_LIMITS: list[tuple[re.Pattern[str], int]] = [
+    (
+        re.compile(
+            rf"\b(?:at most|no more than|not more than|up to|within|maximum of|max(?:imum)?"
+            rf"|limit(?:ed)? to|no longer than)\s+{_NUM}\s+words?\b"
+        ),
+        0,
+    ),
+    (re.compile(rf"\b{_NUM}\s+words?\s+(?:or\s+(?:fewer|less)|max(?:imum)?)\b"), 0),
+    (re.compile(rf"\b(?:under|fewer than|less than|below)\s+{_NUM}\s+words?\b"), -1),
+    (re.compile(rf"\b(?:in|to)\s+{_NUM}\s+words?\b"), 0),
+    (re.compile(rf"\b{_NUM}[- ]word\b(?!s)"), 0),
+]
+_SENTENCES = re.compile(rf"\b{_NUM}[\s-]+sentences?\b")
+_BULLETS = re.compile(r"\bbullet(?:s|ed|\s+points?|\s+list)?\b")
+_NO_BULLETS = re.compile(
+    r"\b(?:no|without|avoid(?:ing)?|(?:do not|don't|never)\s+use)\s+(?:any\s+)?bullet"
+)
+_BULLET_COUNT = re.compile(rf"\b{_NUM}\s+(?:bullet(?:\s+points?|s)?|key\s+points|points)\b")
+_FOCUS = [
+    re.compile(r"\bfocus(?:ing|ed)?\s+(?:on|upon)\s*:?\s*([^\n.!?;]+)"),
+    re.compile(r"\bthe user asked\s*:?\s*[\"'“]?([^\n\"”]+)"),
+    re.compile(r"\b(?:emphasi[sz]e|concentrate on)\s*:?\s*([^\n.!?;]+)"),
+    re.compile(r"^\s*(?:question|query|topic|focus)\s*:\s*(.+)$", re.MULTILINE),
+]
+
+
+def _number(text: str) -> int:
+    text = text.strip().lower()
+    return int(text) if text.isdigit() else _NUMBER_WORDS.get(text, 1)
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """What the prompt asked for (``None`` = not specified)."""
+
+    max_words: int | None = None
+    sentences: int | None = None
+    bullets: bool = False
+    focus: str = ""
+
+
+def parse_instructions(text: str) -> Instructions:
+    """Read word limits, sentence counts, bullet requests and a focus from instruction text."""
+    low = text.lower()
+    limits = [
+        max(1, _number(m.group(1)) + delta)
+        for pattern, delta in _WORD_LIMITS
+        for m in pattern.finditer(low)
+    ]
+    sentences = [_number(m.group(1)) for m in _SENTENCES.finditer(low)]
+    bullets = bool(_BULLETS.search(low)) and not _NO_BULLETS.search(low)
+    if bullets:
+        sentences += [_number(m.group(1)) for m in _BULLET_COUNT.finditer(low)]
+    focus = " ".join(m.group(1).strip() for pattern in _FOCUS for m in pattern.finditer(low))
+    return Instructions(
+        max_words=min(limits) if limits else None,
+        sentences=max(1, min(sentences)) if sentences else None,
+        bullets=bullets,
+        focus=focus,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the text to summarize
+# ---------------------------------------------------------------------------------------------
+
+_DOC_TAGS = "document|text|article|context|passage|input|content|transcript|source|doc"
+_BLOCKS = [
+    re.compile(r"```[\w-]*\n?(.*?)```", re.DOTALL),
+    re.compile(r'"""(.*?)"""', re.DOTALL),
+    re.compile(rf"<({_DOC_TAGS})>(.*?)</\1>", re.DOTALL | re.IGNORECASE),
+]
+_DOC_LABEL = re.compile(
+    r"^[ \t]*(?:the\s+)?(?:text|document|article|passage|context|content|input|transcript|source)"
+    r"(?:\s+to\s+summari[sz]e)?[ \t]*:[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_END_LABEL = re.compile(
+    r"^[ \t]*(?:question|query|topic|focus|instructions?|the user asked)\b[^\n]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+_INSTRUCTION_HINT = re.compile(
+    r"\b(?:summari[sz]e|summary|tl;?dr|you are|respond|reply|please|instructions?|keep it|"
+    r"make sure|focus(?:ing)? on|the user asked|bullet)",
+    re.IGNORECASE,
+)
+
+
+def _is_instruction(paragraph: str) -> bool:
+    """Short paragraph that gives an order or a constraint rather than content."""
+    if len(paragraph.split()) > 60:
+        return False
+    if _INSTRUCTION_HINT.search(paragraph):
+        return True
+    parsed = parse_instructions(paragraph)
+    return parsed.max_words is not None or parsed.sentences is not None
+
+
+def _peel_trailing_instructions(document: str) -> tuple[str, str]:
+    """Move instruction paragraphs at the end of a labelled document back to the instructions."""
+    paras = re.split(r"\n\s*\n", document.strip())
+    trailing: list[str] = []
+    while len(paras) > 1 and _is_instruction(paras[-1]):
+        trailing.insert(0, paras.pop())
+    return "\n\n".join(paras), "\n\n".join(trailing)
+
+
+def _split_document(
+    instruction_sources: Sequence[str], user_texts: Sequence[str]
+) -> tuple[str, str]:
+    """Return ``(document, instruction_text)`` for the request."""
+    everything = "\n\n".join([*user_texts, *instruction_sources])
+    blocks: list[str] = []
+    rest = everything
+    for pattern in _BLOCKS:
+        for m in pattern.finditer(rest):
+            blocks.append(m.group(m.lastindex or 1))
+        rest = pattern.sub("\n", rest)
+    if any(b.strip() for b in blocks):
+        return "\n\n".join(blocks), rest
+
+    for source in [*user_texts, *instruction_sources]:
+        label = _DOC_LABEL.search(source)
+        if label:
+            tail = source[label.end() :]
+            end = _END_LABEL.search(tail)
+            document = tail[: end.start()] if end else tail
+            remaining = everything.replace(document, "\n", 1)
+            document, trailing = _peel_trailing_instructions(document)
+            if document.strip():
+                return document, f"{remaining}\n\n{trailing}"
+
+    doc_parts: list[str] = []
+    instr_parts: list[str] = list(instruction_sources)
+    for text in user_texts:
+        for para in re.split(r"\n\s*\n", text):
+            if not para.strip():
+                continue
+            head, colon, tail = para.partition(":")
+            if (
+                colon
+                and len(tail.split()) >= 4
+                and len(head.split()) <= 30
+                and _is_instruction(head)
+            ):
+                instr_parts.append(head)
+                para = tail
+            elif _is_instruction(para):
+                instr_parts.append(para)
+                continue
+            # "Summarize this in one sentence. The council ..." -> peel instruction sentences
+            sentences = split_sentences(para)
+            while len(sentences) > 1 and _is_instruction(sentences[0]):
+                instr_parts.append(sentences.pop(0))
+            while len(sentences) > 1 and _is_instruction(sentences[-1]):
+                instr_parts.append(sentences.pop())
+            doc_parts.append(" ".join(sentences))
+    if not doc_parts:  # nothing but instructions: summarize what we were given
+        doc_parts = list(user_texts) or list(instruction_sources)
+    return "\n\n".join(doc_parts), "\n\n".join(instr_parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentences and scoring
+# ---------------------------------------------------------------------------------------------
+
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "inc", "ltd",
+    "co", "no", "fig", "approx", "u.s", "u.k", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
+    "sep", "sept", "oct", "nov", "dec",
+}  # fmt: skip
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]”’]*(?=\s+[\"'(\[“‘]?[A-Z0-9])")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|#+)\s+")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+    s t can't don't it's i'm we're they're let's may might must shall one new said says""".split()
+)
+
+
+def _stem(word: str) -> str:
+    if word.endswith("'s"):
+        word = word[:-2]
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 5 and word.endswith("ing"):
+        return word[:-3]
+    if len(word) > 4 and word.endswith("ed"):
+        return word[:-2]
+    if len(word) > 4 and word.endswith("es") and word[-3] in "sxz":
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def content_terms(text: str) -> list[str]:
+    """Stemmed, lower-cased words of ``text`` without stop words."""
+    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+def split_sentences(document: str) -> list[str]:
+    """Split text into sentences; list items and headings become their own units.
+
+    Wrapped lines (as in PDF text) are joined, re-attaching words hyphenated at a line end.
+    """
+    units: list[str] = []
+    for para in re.split(r"\n\s*\n", document):
+        current = ""
+        standalone = False  # the current unit is a heading: never continue it
+        for raw in para.splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            marker = _LIST_MARKER.match(line)
+            if marker or not current or standalone:
+                if current:
+                    units.append(current)
+                current = line[marker.end() :].strip() if marker else line
+                standalone = line.startswith("#")
+            elif current.endswith("-") and line[:1].islower():
+                current = current[:-1] + line
+            else:
+                current = f"{current} {line}"
+        if current:
+            units.append(current)
+    sentences: list[str] = []
+    for unit in units:
+        start = 0
+        for m in _SENTENCE_END.finditer(unit):
+            candidate = unit[start : m.end()]
+            words = candidate.rstrip("\"')]”’.!?").split()
+            last = words[-1].lower() if words else ""
+            if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
+                continue
+            sentences.append(candidate.strip())
+            start = m.end()
+        sentences.append(unit[start:].strip())
+    sentences = [s for s in sentences if s]
+    substantial = [s for s in sentences if len(s.split()) >= 4]
+    return substantial or sentences
+
+
+def count_words(text: str) -> int:
+    """Words as a reader counts them: whitespace-separated pieces containing a letter or digit.
+
+    Bullet markers (``-``) are not words. This is the unit of the prompt's word limits.
+    """
+    return sum(1 for piece in text.split() if any(ch.isalnum() for ch in piece))
+
+
+def _truncate_words(sentence: str, limit: int) -> str:
+    words = sentence.split()
+    if len(words) <= limit:
+        return sentence
+    return " ".join(words[:limit]).rstrip(",;:.!?-") + "…"
+
+
+class ExtractiveSummarizer:
+    """Deterministic extractive "model": picks the prompt's most salient sentences."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def generate(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        model: str,
+        temperature: float = 0.0,
+        request_seed: int | None = None,
+    ) -> str:
+        instruction_sources = [
+            message_text(m.get("content"))
+            for m in messages
+            if m.get("role") in {"system", "developer"}
+        ]
+        user_texts = [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
+        document, instruction_text = _split_document(instruction_sources, user_texts)
+        instructions = parse_instructions(instruction_text)
+        sentences = split_sentences(document)
+        if not sentences:
+            return "There is no text to summarize."
+
+        style = _STYLES.get(model, _DEFAULT_STYLE)
+        if instructions.max_words is not None:
+            max_words: int | None = instructions.max_words
+            want = instructions.sentences or len(sentences)
+        elif instructions.sentences is not None:
+            max_words, want = None, instructions.sentences
+        else:
+            max_words, want = style.max_words, style.sentences
+
+        scores = self._score(sentences, instructions.focus)
+        if temperature > 0:
+            digest = hashlib.sha256(
+                json.dumps(
+                    [model, list(messages), temperature, request_seed, self.seed],
+                    sort_keys=True,
+                    default=str,
+                ).encode()
+            ).digest()
+            rng = random.Random(int.from_bytes(digest[:8], "big"))
+            scores = [s + temperature * 0.5 * rng.random() for s in scores]
+        ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
+
+        chosen: list[int] = []
+        used = 0
+        for i in ranked:
+            if len(chosen) >= want:
+                break
+            n = count_words(sentences[i])
+            if max_words is None or used + n <= max_words:
+                chosen.append(i)
+                used += n
+        if not chosen:  # even the best sentence is too long: cut it at the limit
+            best = ranked[0]
+            picked = [_truncate_words(sentences[best], max_words or 1)]
+        else:
+            picked = [sentences[i] for i in sorted(chosen)]
+
+        if instructions.bullets:
+            return "\n".join(f"- {s}" for s in picked)
+        return " ".join(picked)
+
+    @staticmethod
+    def _score(sentences: Sequence[str], focus: str) -> list[float]:
+        terms = [content_terms(s) for s in sentences]
+        freq: dict[str, int] = {}
+        for ts in terms:
+            for t in ts:
+                freq[t] = freq.get(t, 0) + 1
+        top = max(freq.values(), default=1)
+        focus_terms = set(content_terms(focus))
+        scores = []
+        for i, ts in enumerate(terms):
+            unique = set(ts)
+            salience = sum(freq[t] / top for t in unique) / math.sqrt(len(unique) or 1)
+            overlap = len(unique & focus_terms) / len(focus_terms) if focus_terms else 0.0
+            lead = 0.15 if i == 0 else 0.0
+            scores.append(salience + 3.0 * overlap + lead)
+        return scores
+
+
+def _apply_stop(text: str, stop: str | list[str] | None) -> str:
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
+
+
+def _truncate_tokens(text: str, max_tokens: int) -> str:
+    """Longest whitespace-aligned prefix of ``text`` costing at most ``max_tokens`` tokens."""
+    pieces = re.findall(r"\s*\S+", text)
+    lo, hi = 0, len(pieces)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_tokens("".join(pieces[:mid])) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return "".join(pieces[:lo]).strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP layer
+# ---------------------------------------------------------------------------------------------
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class _ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[_Message] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stream: bool | None = False
+    stream_options: _StreamOptions | None = None
+    n: int | None = Field(default=None, ge=1, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+
+def _error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _injected_error(status: int) -> JSONResponse:
+    if status == 429:
+        return _error(
+            429,
+            "Rate limit reached (injected by the local model server).",
+            type_="requests",
+            code="rate_limit_exceeded",
+        )
+    if status >= 500:
+        return _error(
+            status,
+            "The server had an error while processing your request (injected).",
+            type_="server_error",
+        )
+    return _error(status, f"Injected error {status}.", code="injected_error")
+
+
+@dataclass
+class _FaultState:
+    failure_rate: float
+    rng: random.Random
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    random_failures: int = 0
+    keyed_failures: dict[str, int] = field(default_factory=dict)
+
+    def random_failure(self) -> int | None:
+        with self.lock:
+            if self.failure_rate <= 0 or self.rng.random() >= self.failure_rate:
+                return None
+            self.random_failures += 1
+            return 500 if self.random_failures % 2 == 1 else 429
+
+    def keyed_failure_allowed(self, key: str, limit: int) -> bool:
+        with self.lock:
+            seen = self.keyed_failures.get(key, 0)
+            if seen >= limit:
+                return False
+            self.keyed_failures[key] = seen + 1
+            return True
+
+
+def create_app(
+    *,
+    latency_ms: float = 0.0,
+    failure_rate: float = 0.0,
+    seed: int = 0,
+    models: list[str] | None = None,
+    hang_seconds: float = 30.0,
+) -> FastAPI:
+    """Build the OpenAI-compatible app (see the module docstring for the behaviour)."""
+    if not 0.0 <= failure_rate <= 1.0:
+        raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate}")
+    served = list(models) if models else list(DEFAULT_MODELS)
+    summarizer = ExtractiveSummarizer(seed=seed)
+    faults = _FaultState(failure_rate=failure_rate, rng=random.Random(seed))
+    created = int(time.time())
+    app = FastAPI(title="abtest local model server", version="1.0")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, f"Invalid request: {exc.errors()[:1]}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else None
+        return _error(exc.status_code, str(exc.detail), code=code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"Internal error: {type(exc).__name__}", type_="server_error")
+
+    def _model_card(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": created, "owned_by": "abtest-local"}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(m) for m in served]}
+
+    @app.get("/v1/models/{model_id}", response_model=None)
+    async def get_model(model_id: str) -> dict[str, Any] | JSONResponse:
+        if model_id not in served:
+            return _model_not_found(model_id)
+        return _model_card(model_id)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        raw = await request.body()
+        try:
+            payload = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "We could not parse the JSON body of your request.")
+        try:
+            req = _ChatRequest.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = ".".join(str(p) for p in first.get("loc", ())) or None
+            return _error(400, f"Invalid value for '{param}': {first.get('msg')}", param=param)
+        if req.model not in served:
+            return _model_not_found(req.model)
+
+        if latency_ms > 0:
+            await asyncio.sleep(latency_ms / 1000.0)
+        failure = await _injected_failure(request, raw)
+        if failure is not None:
+            return failure
+
+        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        text = summarizer.generate(
+            messages, model=req.model, temperature=req.temperature or 0.0, request_seed=req.seed
+        )
+        finish_reason = "stop"
+        text = _apply_stop(text, req.stop)
+        limit = req.max_completion_tokens or req.max_tokens
+        if limit is not None and estimate_tokens(text) > limit:
+            text, finish_reason = _truncate_tokens(text, limit), "length"
+        usage = {
+            "prompt_tokens": estimate_message_tokens(messages),
+            "completion_tokens": estimate_tokens(text),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "created": int(time.time()),
+            "model": req.model,
+            "system_fingerprint": "fp_abtest_local",
+        }
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return StreamingResponse(
+                _stream(base, text, finish_reason, usage if include_usage else None),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
+        return JSONResponse(
+            {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": finish_reason,
+                    }
+                ],
+                "usage": usage,
+            }
+        )
+
+    async def _injected_failure(request: Request, raw: bytes) -> JSONResponse | None:
+        forced = request.headers.get("x-fail", "").strip().lower()
+        if forced:
+            count = request.headers.get("x-fail-count")
+            key = request.headers.get("x-request-key") or hashlib.sha256(raw).hexdigest()
+            applies = True
+            if count is not None and count.strip().isdigit():
+                applies = faults.keyed_failure_allowed(f"{forced}:{key}", int(count))
+            if applies:
+                if forced == "timeout":
+                    deadline = time.monotonic() + hang_seconds
+                    while time.monotonic() < deadline and not await request.is_disconnected():
+                        await asyncio.sleep(0.05)
+                    return _injected_error(504)
+                if forced.isdigit() and 400 <= int(forced) <= 599:
+                    return _injected_error(int(forced))
+        status = faults.random_failure()
+        return _injected_error(status) if status is not None else None
+
+    return app
+
+
+def _model_not_found(model: str) -> JSONResponse:
+    return _error(
+        404,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+async def _stream(
+    base: dict[str, Any], text: str, finish_reason: str, usage: dict[str, int] | None
+) -> AsyncIterator[str]:
+    """Server-sent events in the shape of OpenAI's ``chat.completion.chunk`` stream."""
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> str:
+        body: dict[str, Any] = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if usage is not None:
+            body["usage"] = None
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    for piece in re.findall(r"\s*\S+", text):
+        yield chunk({"content": piece}, None)
+    yield chunk({}, finish_reason)
+    if usage is not None:
+        final = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+        yield f"data: {json.dumps(final)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the server
+# ---------------------------------------------------------------------------------------------
+
+
+class ServerHandle:
+    """A server running in a daemon thread; ``base_url`` is what the OpenAI SDK needs."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int):
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+        self.root_url = f"http://{host}:{port}"
+        self.base_url = f"{self.root_url}/v1"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask uvicorn to exit and wait for the thread (idempotent)."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ServerHandle(base_url={self.base_url!r})"
+
+
+def serve_in_thread(
+    host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 10.0, **app_kwargs: Any
+) -> ServerHandle:
+    """Start the app under uvicorn in a daemon thread and return once it answers HTTP.
+
+    ``port=0`` binds a free port chosen by the OS (the socket is bound here, so there is no
+    race between picking and binding). ``app_kwargs`` go to :func:`create_app`.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    actual_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(**app_kwargs),
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="abtest-llm-server", daemon=True
+    )
+    thread.start()
+    url_host = f"[{host}]" if ":" in host else host
+    handle = ServerHandle(server, thread, url_host, actual_port)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise RuntimeError("the local model server thread exited during startup")
+        if server.started:
+            try:
+                if httpx.get(f"{handle.base_url}/models", timeout=1.0).status_code == 200:
+                    return handle
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.02)
+    handle.stop()
+    raise RuntimeError(f"the local model server did not start within {startup_timeout}s")
+
+
+def main(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    latency_ms: float = 0.0,
+    failure_rate: float = 0.0,
+    seed: int = 0,
+) -> None:
+    """Run the server in the foreground (``abtest llm-server``)."""
+    app = create_app(latency_ms=latency_ms, failure_rate=failure_rate, seed=seed)
+    print(f"local model server (offline stand-in) on http://{host}:{port}/v1", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

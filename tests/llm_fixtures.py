@@ -1,0 +1,28 @@
+"""Reusable fixtures for the local OpenAI-compatible model server (:mod:`abtest.llm_server`).
+
+Register with ``pytest_plugins = ["tests.llm_fixtures"]`` or import the fixtures by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from abtest.llm import LLMClient
+from abtest.llm_server import ServerHandle, serve_in_thread
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[ServerHandle]:
+    """One real uvicorn server on a free port for the whole session (``.base_url`` ends in /v1)."""
+    with serve_in_thread() as handle:
+        yield handle
+
+
+@pytest.fixture
+def llm_client(llm_server: ServerHandle) -> Iterator[LLMClient]:
+    """An :class:`LLMClient` on the session server with millisecond backoff (fast retry tests)."""
+    client = LLMClient(base_url=llm_server.base_url, api_key="local", backoff_base=0.005)
+    yield client
+    client.close()
