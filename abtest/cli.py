@@ -98,19 +98,64 @@ def assign(
 
 @app.command()
 def demo(
+    users: Annotated[int, typer.Option(min=1, help="Simulated users.")] = 2000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Users in flight at once.")] = 8,
     experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
-    users: Annotated[int, typer.Option(help="Sample units to assign.")] = 10,
+    experiment_id: Annotated[
+        str, typer.Option("--experiment", help="Experiment to run.")
+    ] = "pdf-summary-prompts",
+    reports: Annotated[Path, typer.Option(help="Where the HTML report goes.")] = Path("reports"),
+    fresh: Annotated[
+        bool, typer.Option(help="Start from empty streams for the demo's experiment.")
+    ] = True,
 ) -> None:
-    """Validate the example experiments and show sample assignments."""
-    from abtest.router import Router
+    """Run the main job end to end: API, flows, simulated users, analysis, HTML report."""
+    from abtest.demo import DemoSettings, run_demo
+    from abtest.flows import FlowConfigError
 
-    loaded = _load_all(experiments)
-    router = Router(loaded)
-    for experiment in loaded.values():
-        typer.echo(f"{experiment.id}: {experiment.status}, arms {', '.join(experiment.arm_names)}")
-        for i in range(users):
-            a = router.assign(experiment.id, f"user-{i}")
-            typer.echo(f"  user-{i:<4} -> {a.arm:<16} ({a.reason})")
+    settings = DemoSettings(
+        experiments_dir=experiments,
+        experiment_id=experiment_id,
+        users=users,
+        concurrency=concurrency,
+        reports_dir=reports,
+        fresh=fresh,
+    )
+    typer.echo(f"demo: {users} simulated users through the API on '{experiment_id}'")
+    try:
+        with typer.progressbar(length=users, label="users") as bar:
+            outcome = run_demo(settings, progress=bar.update)
+    except (ExperimentFileError, FlowConfigError) as exc:
+        raise fail(f"error: {exc}") from None
+    _print_table(outcome.table)
+    typer.echo("")
+    truth = ", ".join(f"{arm} {rate:.3f}" for arm, rate in outcome.true_rates.items())
+    typer.echo(f"true thumbs_up rate of the simulated users (the planted truth): {truth}")
+    typer.echo(outcome.summary)
+    typer.echo(
+        f"\n{outcome.runs_ok} runs ok, {outcome.runs_failed} failed; SRM p = "
+        f"{outcome.srm_p_value:.3f}; {outcome.seconds:.0f} s"
+    )
+    typer.echo(f"report: {outcome.report_path}")
+
+
+def _print_table(table) -> None:
+    columns = [
+        "metric",
+        "arm",
+        "units",
+        "mean",
+        "lift",
+        "lift_ci_low",
+        "lift_ci_high",
+        "p_adjusted",
+    ]
+    view = table[columns].copy()
+    for name in ("lift", "lift_ci_low", "lift_ci_high"):
+        view[name] = view[name].map(lambda x: "" if x != x else f"{x:+.1%}")
+    view["mean"] = view["mean"].map(lambda x: f"{x:.4g}")
+    view["p_adjusted"] = view["p_adjusted"].map(lambda x: "" if x != x else f"{x:.3g}")
+    typer.echo(view.to_string(index=False))
 
 
 @app.command("llm-server")
@@ -127,6 +172,188 @@ def llm_server(
     from abtest.llm_server import main as serve
 
     serve(host=host, port=port, latency_ms=latency_ms, failure_rate=failure_rate, seed=seed)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+) -> None:
+    """Serve the API (assign, run, outcomes, results) with uvicorn.
+
+    Uses REDIS_URL or the embedded Redis, and OPENAI_BASE_URL/OPENAI_API_KEY or, when neither is
+    set, the built-in local model server.
+    """
+    import uvicorn
+
+    from abtest import store
+    from abtest.local import ensure_llm_endpoint
+
+    os.environ["ABTEST_EXPERIMENTS"] = str(experiments)
+    _load_platform(experiments)
+    llm = ensure_llm_endpoint()
+    if llm is not None:
+        typer.echo(f"using the built-in local model server at {llm.base_url}")
+    typer.echo(f"events: {store.redis_url()}")
+    uvicorn.run(
+        "abtest.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+def _load_platform(experiments: Path):
+    from abtest.flows import FlowConfigError
+    from abtest.platform import Platform
+
+    if not experiments.exists():
+        raise fail(f"error: {experiments}: no such file or directory")
+    try:
+        return Platform.load(experiments)
+    except (ExperimentFileError, FlowConfigError) as exc:
+        raise fail(f"error: {exc}") from None
+
+
+@app.command()
+def run(
+    experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
+    unit_id: Annotated[str, typer.Argument(help="The unit whose arm runs.")],
+    pdf: Annotated[Path, typer.Option(help="The PDF to summarize.")],
+    query: Annotated[str, typer.Option(help="The user's question about it.")],
+    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+) -> None:
+    """Run a unit's arm end to end and print the summary, the arm and the prompt versions.
+
+    Nothing is recorded: this is for trying flows, not for traffic.
+    """
+    from abtest.local import ensure_llm_endpoint
+    from abtest.router import UnknownExperimentError
+
+    if not pdf.is_file():
+        raise fail(f"error: --pdf {pdf}: no such file")
+    platform = _load_platform(experiments)
+    try:
+        assignment = platform.router.assign(experiment_id, unit_id)
+    except UnknownExperimentError as exc:
+        raise fail(f"error: {exc}") from None
+    llm = ensure_llm_endpoint()
+    try:
+        result = platform.flows.run(
+            experiment_id, assignment.arm, {"pdf_source": pdf, "user_query": query}
+        )
+    finally:
+        if llm is not None:
+            llm.stop()
+    typer.echo(f"arm: {assignment.arm} ({assignment.reason})")
+    for node, use in sorted(result.prompts.items()):
+        typer.echo(f"prompt: {node} = {use.prompt_id} {use.version} sha256 {use.sha256[:12]}")
+    typer.echo(
+        f"usage: {result.prompt_tokens} prompt + {result.completion_tokens} completion tokens, "
+        f"${result.cost_usd:.6f}, {result.latency_ms:.0f} ms"
+    )
+    if result.error is not None:
+        raise fail(f"error: {result.error}")
+    typer.echo("")
+    typer.echo(result.text or "")
+
+
+prompts_app = typer.Typer(help="The prompt registry: versioned templates in Redis.")
+app.add_typer(prompts_app, name="prompts")
+
+
+def _registry_call(fn, *args):
+    from abtest import store
+    from abtest.prompts import PromptNotFoundError, PromptRegistryError
+
+    try:
+        return fn(store.sync_client(), *args)
+    except (PromptNotFoundError, PromptRegistryError, ValueError) as exc:
+        raise fail(f"error: {exc}") from None
+
+
+@prompts_app.command("push")
+def prompts_push(
+    name: Annotated[str, typer.Argument(help="Prompt name, e.g. final-summary.")],
+    file: Annotated[Path, typer.Argument(help="Template file ('-' for stdin).")],
+) -> None:
+    """Store a template as the next version of NAME (no new version if unchanged)."""
+    import sys
+
+    from abtest.prompts import push_prompt
+
+    if str(file) == "-":
+        template = sys.stdin.read()
+    elif file.is_file():
+        template = file.read_text(encoding="utf-8")
+    else:
+        raise fail(f"error: {file}: no such file")
+    version, is_new = _registry_call(push_prompt, name, template)
+    state = "new version" if is_new else "unchanged, latest is"
+    typer.echo(f"{state} {version.ref}")
+
+
+@prompts_app.command("list")
+def prompts_list() -> None:
+    """The latest version of every prompt, with its labels."""
+    from abtest.prompts import list_prompts
+
+    for version in _registry_call(list_prompts):
+        labels = f" [{', '.join(version.labels)}]" if version.labels else ""
+        typer.echo(f"{version.ref}{labels}")
+
+
+@prompts_app.command("label")
+def prompts_label(
+    name: Annotated[str, typer.Argument(help="Prompt name.")],
+    label: Annotated[str, typer.Argument(help="Label, e.g. production.")],
+    version: Annotated[int, typer.Argument(help="Version the label points at.")],
+) -> None:
+    """Point LABEL of NAME at VERSION (processes see it within the cache TTL)."""
+    from abtest.prompts import label_prompt
+
+    found = _registry_call(label_prompt, name, label, version)
+    typer.echo(f"{name}@{label} -> {found.ref}")
+
+
+@prompts_app.command("show")
+def prompts_show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@LABEL.")],
+) -> None:
+    """Print one version's template."""
+    from abtest.prompts import show_prompt
+
+    found = _registry_call(show_prompt, ref)
+    labels = f" [{', '.join(found.labels)}]" if found.labels else ""
+    typer.echo(f"# {found.ref}{labels}")
+    typer.echo(found.template)
+
+
+@prompts_app.command("history")
+def prompts_history(name: Annotated[str, typer.Argument(help="Prompt name.")]) -> None:
+    """Every version of NAME, oldest first."""
+    from abtest.prompts import prompt_history
+
+    for version in _registry_call(prompt_history, name):
+        labels = f" [{', '.join(version.labels)}]" if version.labels else ""
+        typer.echo(f"{version.ref}{labels} sha256 {version.sha256[:12]}")
+
+
+@app.command()
+def export(
+    experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")],
+) -> None:
+    """Archive both event streams of an experiment to one Parquet file."""
+    from abtest import store
+    from abtest.events import export_parquet
+
+    rows = export_parquet(store.sync_client(), experiment_id, out)
+    typer.echo(f"wrote {rows} events to {out}")
 
 
 def main() -> None:

@@ -70,7 +70,6 @@ import json
 import math
 import random
 import re
-import socket
 import threading
 import time
 import uuid
@@ -78,7 +77,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -86,6 +84,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from abtest.serving import ServerHandle, serve_app_in_thread
 from abtest.tokens import estimate_message_tokens, estimate_tokens, message_text
 
 __all__ = [
@@ -757,73 +756,23 @@ async def _stream(
 # ---------------------------------------------------------------------------------------------
 
 
-class ServerHandle:
-    """A server running in a daemon thread; ``base_url`` is what the OpenAI SDK needs."""
-
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int):
-        self._server = server
-        self._thread = thread
-        self.host = host
-        self.port = port
-        self.root_url = f"http://{host}:{port}"
-        self.base_url = f"{self.root_url}/v1"
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask uvicorn to exit and wait for the thread (idempotent)."""
-        self._server.should_exit = True
-        self._thread.join(timeout)
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"ServerHandle(base_url={self.base_url!r})"
-
-
 def serve_in_thread(
     host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 10.0, **app_kwargs: Any
 ) -> ServerHandle:
-    """Start the app under uvicorn in a daemon thread and return once it answers HTTP.
+    """Start the local model server in a daemon thread; return once it answers HTTP.
 
-    ``port=0`` binds a free port chosen by the OS (the socket is bound here, so there is no
-    race between picking and binding). ``app_kwargs`` go to :func:`create_app`.
+    ``port=0`` picks a free port; ``handle.base_url`` is what the OpenAI SDK needs.
+    ``app_kwargs`` go to :func:`create_app`.
     """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    actual_port = sock.getsockname()[1]
-    config = uvicorn.Config(
+    return serve_app_in_thread(
         create_app(**app_kwargs),
-        log_config=None,
-        log_level="warning",
-        access_log=False,
+        host,
+        port,
+        ready_path="/v1/models",
         lifespan="off",
-        timeout_graceful_shutdown=1,
+        startup_timeout=startup_timeout,
+        name="abtest-llm-server",
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="abtest-llm-server", daemon=True
-    )
-    thread.start()
-    url_host = f"[{host}]" if ":" in host else host
-    handle = ServerHandle(server, thread, url_host, actual_port)
-    deadline = time.monotonic() + startup_timeout
-    while time.monotonic() < deadline:
-        if not thread.is_alive():
-            raise RuntimeError("the local model server thread exited during startup")
-        if server.started:
-            try:
-                if httpx.get(f"{handle.base_url}/models", timeout=1.0).status_code == 200:
-                    return handle
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.02)
-    handle.stop()
-    raise RuntimeError(f"the local model server did not start within {startup_timeout}s")
 
 
 def main(

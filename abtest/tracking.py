@@ -1,0 +1,122 @@
+"""What gets recorded, and when: the rules that turn assignments and runs into events.
+
+Pure functions over plain data, shared by the API, the CLI and the demo, so the rules live in
+one place: only units inside an experiment are exposed; every run records the automatic
+outcomes; an outcome's arm is the router's, never the client's; outcomes must name a metric the
+experiment knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from abtest.events import AUTOMATIC_METRICS, Exposure, Outcome
+from abtest.experiments import Experiment
+from abtest.flows import FlowResult
+from abtest.router import Assignment
+
+
+class OutcomeRejected(ValueError):
+    """An outcome the experiment cannot attribute (unknown metric, unit not in it)."""
+
+
+def known_metrics(experiment: Experiment) -> tuple[str, ...]:
+    """Metrics a client may post: declared non-ratio metrics and the automatic run metrics.
+
+    Ratio metrics are computed from their parts, so they are never posted themselves.
+    """
+    declared = tuple(m.name for m in experiment.metrics if m.kind != "ratio")
+    return declared + tuple(m for m in AUTOMATIC_METRICS if m not in declared)
+
+
+def exposure(
+    assignment: Assignment,
+    unit_id: str,
+    request_id: str,
+    definition_sha: str,
+    flow_fingerprint: str,
+) -> Exposure | None:
+    """The exposure of an assignment, or None for a unit outside the experiment."""
+    if not assignment.in_experiment:
+        return None
+    return Exposure(
+        experiment_id=assignment.experiment_id,
+        unit_id=unit_id,
+        arm=assignment.arm,
+        request_id=request_id,
+        definition_sha=definition_sha,
+        flow_fingerprint=flow_fingerprint,
+    )
+
+
+def run_outcomes(assignment: Assignment, unit_id: str, result: FlowResult) -> list[Outcome]:
+    """The automatic outcomes of one run (DESIGN.md, Events), empty outside the experiment."""
+    if not assignment.in_experiment:
+        return []
+    values = {
+        "latency_ms": result.latency_ms,
+        "prompt_tokens": float(result.prompt_tokens),
+        "completion_tokens": float(result.completion_tokens),
+        "cost_usd": result.cost_usd,
+        "error": 0.0 if result.ok else 1.0,
+        "responses": 1.0,
+    }
+    return [
+        Outcome(
+            experiment_id=assignment.experiment_id,
+            unit_id=unit_id,
+            arm=assignment.arm,
+            metric=metric,
+            value=values[metric],
+            request_id=result.run_id,
+        )
+        for metric in AUTOMATIC_METRICS
+    ]
+
+
+@dataclass(frozen=True)
+class OutcomeReport:
+    """An outcome as a client reports it: no arm, which the router decides."""
+
+    experiment_id: str
+    unit_id: str
+    metric: str
+    value: float
+    request_id: str = ""
+    event_id: str | None = None
+    ts: int | None = None
+
+
+def attributed_outcome(
+    experiment: Experiment, assignment: Assignment, report: OutcomeReport
+) -> Outcome:
+    """The outcome event for a client's report, with the router's arm.
+
+    Raises `OutcomeRejected` for a metric the experiment does not know or a unit that is not
+    in the experiment (its outcome could not be attributed to any arm).
+    """
+    metrics = known_metrics(experiment)
+    if report.metric not in metrics:
+        raise OutcomeRejected(
+            f"metric '{report.metric}' is not a metric of experiment '{experiment.id}' "
+            f"(known: {', '.join(metrics)})"
+        )
+    if not assignment.in_experiment:
+        raise OutcomeRejected(
+            f"unit '{report.unit_id}' is not in experiment '{experiment.id}' "
+            f"({assignment.reason}); outcomes are recorded only for participants"
+        )
+    extra: dict[str, object] = {}
+    if report.event_id is not None:
+        extra["event_id"] = report.event_id
+    if report.ts is not None:
+        extra["ts"] = report.ts
+    return Outcome(
+        experiment_id=experiment.id,
+        unit_id=report.unit_id,
+        arm=assignment.arm,
+        metric=report.metric,
+        value=report.value,
+        request_id=report.request_id,
+        **extra,
+    )

@@ -1,0 +1,44 @@
+"""Helpers for the API tests: an app on the test Redis and the local model server."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+from fastapi.testclient import TestClient
+
+from abtest.api import create_app
+from abtest.events import stream_key
+from abtest.pdfs import SAMPLE_REPORT, make_pdf
+from abtest.settings import Settings
+
+EXAMPLES = Path(__file__).parents[1] / "experiments"
+EXPERIMENT = "pdf-summary-prompts"
+
+
+def experiments_copy(directory: Path) -> Path:
+    """A private copy of the example experiments (tests may rewrite it)."""
+    target = directory / "experiments"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+@contextmanager
+def api_client(home: Path, experiments: Path = EXAMPLES, **settings: Any) -> Iterator[TestClient]:
+    """A TestClient on a fresh app (lifespan run), spooling under `home`."""
+    app = create_app(Settings(experiments_dir=experiments, home=home, **settings))
+    with TestClient(app) as client:
+        yield client
+
+
+def sample_pdf_b64() -> str:
+    return base64.b64encode(make_pdf(SAMPLE_REPORT)).decode()
+
+
+def stream(client: redis.Redis, kind: str, experiment: str = EXPERIMENT) -> list[dict[str, str]]:
+    return [fields for _, fields in client.xrange(stream_key(experiment, kind))]
