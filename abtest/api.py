@@ -454,21 +454,27 @@ async def post_outcomes(
 @experiments_router.get("/{experiment_id}/results")
 async def results(experiment_id: str, services: ServicesDep) -> dict[str, Any]:
     """The analysis of the experiment's events so far (the JSON form of `abtest report`)."""
-    experiment = services.platform.router.experiment(experiment_id)
-    return await asyncio.to_thread(_analysis, experiment, "json")
+    from analysis.report import to_json
+
+    return to_json(await _analyze(experiment_id, services))
 
 
 @experiments_router.get("/{experiment_id}/report", response_class=HTMLResponse)
 async def report(experiment_id: str, services: ServicesDep) -> HTMLResponse:
     """The HTML report of the experiment's events so far."""
+    from analysis.report import render_report
+
+    result = await _analyze(experiment_id, services)
+    return HTMLResponse(await asyncio.to_thread(render_report, result))
+
+
+async def _analyze(experiment_id: str, services: Services) -> Any:
+    """Read the streams and analyse them in a worker thread (pandas work off the loop)."""
+    from abtest import store
+    from analysis.report import analyze_stored
+
     experiment = services.platform.router.experiment(experiment_id)
-    return HTMLResponse(await asyncio.to_thread(_analysis, experiment, "html"))
-
-
-def _analysis(experiment: Any, fmt: str) -> Any:
-    from analysis.report import report_for
-
-    return report_for(experiment, fmt=fmt)
+    return await asyncio.to_thread(analyze_stored, experiment, store.sync_client())
 
 
 class ReloadOut(BaseModel):

@@ -191,8 +191,8 @@ def serve(
     from abtest import store
     from abtest.local import ensure_llm_endpoint
 
-    os.environ["ABTEST_EXPERIMENTS"] = str(experiments)
     _load_platform(experiments)
+    os.environ["ABTEST_EXPERIMENTS"] = str(experiments)  # the workers' create_app reads it
     llm = ensure_llm_endpoint()
     if llm is not None:
         typer.echo(f"using the built-in local model server at {llm.base_url}")
@@ -341,6 +341,30 @@ def prompts_history(name: Annotated[str, typer.Argument(help="Prompt name.")]) -
     for version in _registry_call(prompt_history, name):
         labels = f" [{', '.join(version.labels)}]" if version.labels else ""
         typer.echo(f"{version.ref}{labels} sha256 {version.sha256[:12]}")
+
+
+@app.command()
+def report(
+    experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
+    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html, json or csv.")] = "html",
+    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+) -> None:
+    """Analyse the experiment's events and write the report (HTML, JSON or CSV)."""
+    import redis
+
+    from analysis.report import build_report
+
+    try:
+        text = build_report(experiment_id, experiments_dir=experiments, fmt=fmt)
+    except (ValueError, redis.RedisError) as exc:
+        raise fail(f"error: {exc}") from None
+    if out is None:
+        typer.echo(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}")
 
 
 @app.command()

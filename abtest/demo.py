@@ -144,9 +144,7 @@ def run_demo(settings: DemoSettings, progress: Callable[[int], None] | None = No
     from abtest.prompts import PromptRegistry
     from abtest.serving import serve_app_in_thread
     from abtest.settings import Settings
-    from analysis.analyze import analyze
-    from analysis.load import load_events
-    from analysis.report import render_report
+    from analysis.report import analyze_stored, render_report
 
     started = time.perf_counter()
     llm = ensure_llm_endpoint()
@@ -182,8 +180,7 @@ def run_demo(settings: DemoSettings, progress: Callable[[int], None] | None = No
     finally:
         if llm is not None:
             llm.stop()
-    exposures, outcomes = load_events(experiment.id, redis=store.sync_client(url))
-    result = analyze(experiment, exposures, outcomes)
+    result = analyze_stored(experiment, store.sync_client(url))
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path = settings.reports_dir / f"{experiment.id}.html"
     report_path.write_text(render_report(result), encoding="utf-8")

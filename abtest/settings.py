@@ -25,6 +25,7 @@ ENVIRONMENT: dict[str, str] = {
     "OPENAI_BASE_URL": "OpenAI-compatible server for flows (default: OpenAI)",
     "OPENAI_API_KEY": "key for that server",
     "ABTEST_PRICES": "JSON {model: [usd_per_1M_input, usd_per_1M_output]} or a file path",
+    "ABTEST_PROMPT_CACHE_TTL": "seconds a prompt registry label is cached (default: 30)",
 }
 
 

@@ -1,0 +1,39 @@
+"""Analysis: Redis Streams -> DataFrames -> statistics -> reports.
+
+The public entry points are importable from here, lazily, so that ``import analysis.stats``
+stays free of pandas, Matplotlib and Redis:
+
+* :func:`load_events`, :func:`load_events_parquet` (``analysis.load``)
+* :func:`analyze`, :class:`ExperimentResult` (``analysis.analyze``)
+* :func:`render_report`, :func:`to_json`, :func:`to_csv`, :func:`build_report`
+  (``analysis.report``)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load_events": "analysis.load",
+    "load_events_parquet": "analysis.load",
+    "analyze": "analysis.analyze",
+    "ExperimentResult": "analysis.analyze",
+    "render_report": "analysis.report",
+    "to_json": "analysis.report",
+    "to_csv": "analysis.report",
+    "build_report": "analysis.report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

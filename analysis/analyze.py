@@ -1,0 +1,1114 @@
+"""Turn exposure and outcome events into per-arm results of an experiment.
+
+The pipeline keeps pandas at the edge (STYLE.md, analysis/report):
+
+1. :func:`analyze` validates the frames, applies ``as_of`` and maps unit ids to integer codes
+   shared by exposures and outcomes (one Arrow dictionary encoding).
+2. Exposures decide who is in the experiment: a unit's *first* exposure (by ``ts``, ties in
+   row order) fixes its arm. Outcomes of units never exposed, and outcomes logged before the
+   unit's first exposure, are dropped and counted in ``ExperimentResult.diagnostics``.
+3. Events become per-unit values with ``np.bincount`` over unit codes (a vectorised group-by):
+
+   * ``proportion``: 1 if the unit has any event with a positive value, else 0 (every
+     exposed unit counts);
+   * ``mean`` with ``aggregate: sum``: the sum of the unit's values, 0 without events (every
+     exposed unit counts; e.g. cost per user);
+   * ``mean`` with ``aggregate: mean``: the mean of the unit's values; units without events
+     are left out (e.g. latency per request, per user);
+   * ``ratio``: per-unit sums of the numerator and denominator metrics (every exposed unit).
+
+4. Per-unit values become sufficient statistics per (metric, arm) (``ArmStats`` /
+   ``RatioStats``, two-pass moments), compared against control by :mod:`analysis.stats`;
+   p-values are adjusted across every (metric, treatment arm) comparison.
+5. The timeline holds cumulative statistics per period, built from per-(unit, period)
+   increments of the per-unit value and its square, summed per (arm, period) and cumulated.
+
+Units listed in the experiment's ``overrides`` (QA users forced into an arm) are not
+randomised and are left out (``units_overridden``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from abtest.experiments import Experiment, Metric
+from analysis.stats import (
+    ArmStats,
+    Comparison,
+    RatioStats,
+    adjust_p_values,
+    compare,
+    compare_ratio,
+    srm_p_value,
+)
+
+__all__ = [
+    "SRM_THRESHOLD",
+    "STATUS_MESSAGES",
+    "TABLE_COLUMNS",
+    "TIMELINE_COLUMNS",
+    "ArmMetricResult",
+    "ExperimentResult",
+    "analyze",
+    "status_message",
+]
+
+TABLE_COLUMNS: tuple[str, ...] = (
+    "metric",
+    "arm",
+    "units",
+    "mean",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "lift",
+    "lift_ci_low",
+    "lift_ci_high",
+    "p_value",
+    "p_adjusted",
+    "significant",
+    "status",
+    "primary",
+    "guardrail",
+    "variance",
+    "chance_to_beat_control",
+)
+"""Columns of ``ExperimentResult.table``, in order."""
+
+TIMELINE_COLUMNS: tuple[str, ...] = (
+    "period",
+    "metric",
+    "arm",
+    "units",
+    "lift",
+    "lift_ci_low",
+    "lift_ci_high",
+)
+"""Columns of ``ExperimentResult.timeline``, in order."""
+
+SRM_THRESHOLD = 0.001
+"""SRM p-values below this flag a sample ratio mismatch."""
+
+STATUS_MESSAGES: dict[str, str] = {
+    "ok": "",
+    "control": "this is the control arm",
+    "NO_UNITS_IN_ARM": "not enough data: an arm has no units with this metric yet",
+    "TOO_FEW_UNITS": (
+        "not enough data: an arm has a single unit, so its variance is unknown and only the "
+        "point estimate is shown"
+    ),
+    "ZERO_VARIANCE": (
+        "not enough data to test: every unit has the same value, so there is no variance to "
+        "test against"
+    ),
+    "ZERO_CONTROL_MEAN": (
+        "the control mean is 0, so the relative lift is undefined; the absolute difference "
+        "is tested instead"
+    ),
+    "ZERO_DENOMINATOR": "not enough data: an arm's denominator is 0, so its ratio is undefined",
+}
+"""Plain-language reading of each row status (``Comparison.status`` plus ``"control"``)."""
+
+_HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
+_WEEK_MS = 7 * _DAY_MS
+_EPS = float(np.finfo(np.float64).eps)
+_NAN = float("nan")
+
+Granularity = Literal["hour", "day", "week"]
+
+
+def status_message(status: str) -> str:
+    """The sentence for a row status (unknown codes are returned as they are)."""
+    return STATUS_MESSAGES.get(status, status)
+
+
+# --- results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArmMetricResult:
+    """One (metric, arm) cell of the results.
+
+    Attributes
+    ----------
+    metric : Metric
+        The metric definition.
+    arm : str
+        Arm name.
+    is_control : bool
+        Whether ``arm`` is the control.
+    units : int
+        Units contributing to the metric (for ``aggregate: mean`` only units with events).
+    mean : float
+        The arm's metric value (for ratio metrics the ratio of sums).
+    variance : float
+        Per-unit sample variance (for ratio metrics the linearised per-unit variance
+        ``n * var(ratio)``).
+    comparison : Comparison or None
+        Treatment vs control; None for the control.
+    p_adjusted : float
+        ``comparison.p_value`` adjusted across all comparisons (NaN for the control).
+    significant : bool
+        ``p_adjusted < alpha``.
+    """
+
+    metric: Metric
+    arm: str
+    is_control: bool
+    units: int
+    mean: float
+    variance: float
+    comparison: Comparison | None
+    p_adjusted: float
+    significant: bool
+
+    @property
+    def status(self) -> str:
+        """``"control"`` or the comparison's status code (``"ok"``, ``"NO_UNITS_IN_ARM"``...)."""
+        return "control" if self.comparison is None else self.comparison.status
+
+    @property
+    def better(self) -> bool:
+        """Significant and in the metric's good direction."""
+        return self.significant and self._direction_sign() > 0
+
+    @property
+    def worse(self) -> bool:
+        """Significant and against the metric's good direction."""
+        return self.significant and self._direction_sign() < 0
+
+    @property
+    def chance_to_beat_control(self) -> float:
+        """Probability the arm is *better* than control (direction-aware); NaN for control."""
+        if self.comparison is None:
+            return _NAN
+        chance = self.comparison.chance_to_beat_control
+        return chance if self.metric.direction == "increase" else 1.0 - chance
+
+    def _direction_sign(self) -> int:
+        if self.comparison is None or not self.comparison.diff == self.comparison.diff:
+            return 0
+        diff = self.comparison.diff
+        sign = (diff > 0) - (diff < 0)
+        return sign if self.metric.direction == "increase" else -sign
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ExperimentResult:
+    """Everything :func:`analyze` found; rendered by :mod:`analysis.report`.
+
+    Attributes
+    ----------
+    experiment : Experiment
+        The definition analysed.
+    rows : tuple of ArmMetricResult
+        One per (metric, arm), metrics in definition order, control first.
+    table : pandas.DataFrame
+        The rows as a tidy frame with :data:`TABLE_COLUMNS`.
+    units_per_arm : dict of str to int
+        Exposed units per arm.
+    srm_p_value : float
+        Sample-ratio-mismatch p-value of ``units_per_arm`` against the arm weights.
+    timeline : pandas.DataFrame
+        Cumulative lift per period with :data:`TIMELINE_COLUMNS` (treatment arms only).
+    granularity : {"hour", "day", "week"}
+        The timeline's period length.
+    diagnostics : dict of str to int
+        Counts of dropped or suspicious events and units.
+    as_of : pandas.Timestamp or None
+        The cut-off applied, if any.
+    """
+
+    experiment: Experiment
+    rows: tuple[ArmMetricResult, ...]
+    table: pd.DataFrame
+    units_per_arm: dict[str, int]
+    srm_p_value: float
+    timeline: pd.DataFrame
+    granularity: Granularity
+    diagnostics: dict[str, int] = field(default_factory=dict)
+    as_of: pd.Timestamp | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        return self.experiment.id
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return self.experiment.arm_names
+
+    @property
+    def control(self) -> str:
+        return self.experiment.control.name
+
+    @property
+    def alpha(self) -> float:
+        return self.experiment.analysis.alpha
+
+    @property
+    def srm_warning(self) -> bool:
+        """True when the SRM p-value is below :data:`SRM_THRESHOLD` (0.001)."""
+        return bool(self.srm_p_value < SRM_THRESHOLD)
+
+    def row(self, metric: str, arm: str) -> ArmMetricResult:
+        """The result of ``metric`` in ``arm`` (KeyError naming both otherwise)."""
+        for row in self.rows:
+            if row.metric.name == metric and row.arm == arm:
+                return row
+        raise KeyError(f"no result for metric '{metric}' in arm '{arm}'")
+
+    def summary_sentences(self) -> list[str]:
+        """Plain-language findings: one sentence per treatment arm, then warnings."""
+        return _summary_sentences(self)
+
+    def summary(self) -> str:
+        """The findings in plain words, e.g. "v2 raises thumbs_up by 4.1% (95% CI ...)"."""
+        return " ".join(self.summary_sentences())
+
+    def __repr__(self) -> str:
+        p = f"{self.srm_p_value:.3g}"
+        return (
+            f"ExperimentResult({self.experiment_id!r}, units_per_arm={self.units_per_arm}, "
+            f"metrics={[m.name for m in self.experiment.metrics]}, srm_p_value={p})"
+        )
+
+    def _repr_html_(self) -> str:
+        from analysis.report import render_table_html
+
+        return render_table_html(self)
+
+
+# --- analysis ---------------------------------------------------------------------------
+
+
+def analyze(
+    experiment: Experiment,
+    exposures: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    as_of: Any = None,
+) -> ExperimentResult:
+    """Analyse an experiment from its exposure and outcome events.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        The definition: arms (the first is control), metrics and analysis settings.
+    exposures : pandas.DataFrame
+        Columns ``unit_id``, ``arm`` and ``ts`` (epoch ms; or a ``time`` datetime column), as
+        returned by :func:`analysis.load.load_events`. An ``experiment_id`` column, if
+        present, restricts the rows to this experiment.
+    outcomes : pandas.DataFrame
+        Columns ``unit_id``, ``metric``, ``value`` and ``ts`` (or ``time``).
+    as_of : int, str, datetime or pandas.Timestamp, optional
+        Ignore events after this time (an int is epoch ms; naive datetimes are UTC).
+
+    Returns
+    -------
+    ExperimentResult
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing or ``as_of`` cannot be read as a time.
+
+    Notes
+    -----
+    Events are expected to be deduplicated on ``event_id`` already (``load_events`` does it).
+    Outcomes are attributed to the arm of the unit's first exposure, whatever their own
+    ``arm`` field says (mismatches are counted in ``outcomes_arm_mismatch``). Exposures naming
+    an arm the definition does not have are dropped (``exposures_unknown_arm``).
+    """
+    cutoff = _as_of_ms(as_of)
+    prepared = _prepare(experiment, exposures, outcomes, cutoff)
+    settings = experiment.analysis
+    arms = experiment.arm_names
+    k = len(arms)
+
+    arm_stats: list[list[ArmStats | RatioStats]] = []
+    for metric in experiment.metrics:
+        arm_stats.append(_metric_stats(prepared, metric, k))
+
+    comparisons: list[list[Comparison | None]] = []
+    for metric, stats in zip(experiment.metrics, arm_stats, strict=True):
+        cmp = compare_ratio if metric.kind == "ratio" else compare
+        comparisons.append(
+            [None]
+            + [
+                cmp(
+                    stats[0],  # type: ignore[arg-type]
+                    stats[j],  # type: ignore[arg-type]
+                    alpha=settings.alpha,
+                    sequential=settings.sequential,
+                    tuning_n=settings.tuning_n,
+                )
+                for j in range(1, k)
+            ]
+        )
+    raw = np.array(
+        [c.p_value for row in comparisons for c in row[1:] if c is not None], dtype=np.float64
+    )
+    adjusted = raw if settings.correction == "none" else adjust_p_values(raw, settings.correction)
+    adjusted_iter = iter(adjusted.tolist())
+
+    rows: list[ArmMetricResult] = []
+    for metric, stats, row_cmp in zip(experiment.metrics, arm_stats, comparisons, strict=True):
+        for j, arm in enumerate(arms):
+            units, mean, variance = _moments(stats[j])
+            comparison = row_cmp[j]
+            p_adj = _NAN if comparison is None else next(adjusted_iter)
+            rows.append(
+                ArmMetricResult(
+                    metric=metric,
+                    arm=arm,
+                    is_control=j == 0,
+                    units=units,
+                    mean=mean,
+                    variance=variance,
+                    comparison=comparison,
+                    p_adjusted=p_adj,
+                    significant=bool(p_adj < settings.alpha),
+                )
+            )
+
+    units_per_arm = dict(zip(arms, prepared.arm_units.tolist(), strict=True))
+    weights = [arm.weight for arm in experiment.arms]
+    srm = srm_p_value(prepared.arm_units, weights) if prepared.arm_units.sum() > 0 else _NAN
+    timeline, granularity = _timeline(prepared, experiment)
+    return ExperimentResult(
+        experiment=experiment,
+        rows=tuple(rows),
+        table=_table(rows),
+        units_per_arm=units_per_arm,
+        srm_p_value=srm,
+        timeline=timeline,
+        granularity=granularity,
+        diagnostics=prepared.diagnostics,
+        as_of=None if cutoff is None else pd.Timestamp(cutoff, unit="ms", tz="UTC"),
+    )
+
+
+# --- preparation: who is in, which events count --------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """Integer-coded units and the events that count, shared by every metric."""
+
+    n_codes: int  # unit codes are 0..n_codes-1; n_codes itself is "no unit"
+    unit_arm: np.ndarray  # arm index per unit code (-1: not exposed), length n_codes + 1
+    unit_start: np.ndarray  # first exposure ts per unit code
+    exposed: np.ndarray  # codes of exposed units
+    arm_units: np.ndarray  # exposed units per arm
+    base_metrics: tuple[str, ...]  # metric names outcomes are kept for
+    ev_unit: np.ndarray  # kept outcomes, grouped by metric: unit code
+    ev_value: np.ndarray
+    ev_ts: np.ndarray
+    ev_slices: dict[str, slice]  # metric name -> its outcomes in the ev_* arrays
+    diagnostics: dict[str, int]
+
+
+def _prepare(
+    experiment: Experiment, exposures: pd.DataFrame, outcomes: pd.DataFrame, cutoff: int | None
+) -> _Prepared:
+    _require(exposures, "exposures", ("unit_id", "arm"))
+    _require(outcomes, "outcomes", ("unit_id", "metric", "value"))
+    arms = experiment.arm_names
+    diag: dict[str, int] = {
+        "exposures": len(exposures),
+        "exposures_other_experiment": 0,
+        "exposures_after_as_of": 0,
+        "exposures_unknown_arm": 0,
+        "units": 0,
+        "units_multiple_arms": 0,
+        "units_overridden": 0,
+        "outcomes": len(outcomes),
+        "outcomes_other_experiment": 0,
+        "outcomes_after_as_of": 0,
+        "outcomes_other_metric": 0,
+        "outcomes_invalid_value": 0,
+        "outcomes_unexposed": 0,
+        "outcomes_overridden": 0,
+        "outcomes_before_exposure": 0,
+        "outcomes_arm_mismatch": 0,
+        "outcomes_used": 0,
+    }
+
+    # exposures that count: this experiment, up to as_of, a known arm
+    e_keep = _same_experiment(exposures, experiment.id)
+    diag["exposures_other_experiment"] = int((~e_keep).sum())
+    e_ts = _timestamps_ms(exposures, "exposures")
+    if cutoff is not None:
+        late = e_keep & (e_ts > cutoff)
+        diag["exposures_after_as_of"] = int(late.sum())
+        e_keep &= ~late
+    e_arm = _category_codes(exposures["arm"], arms)
+    unknown = e_keep & (e_arm < 0)
+    diag["exposures_unknown_arm"] = int(unknown.sum())
+    e_keep &= ~unknown
+
+    # outcomes that may count: this experiment, up to as_of, a metric some metric uses
+    base = _base_metrics(experiment.metrics)
+    o_keep = _same_experiment(outcomes, experiment.id)
+    diag["outcomes_other_experiment"] = int((~o_keep).sum())
+    o_ts = _timestamps_ms(outcomes, "outcomes")
+    if cutoff is not None:
+        late = o_keep & (o_ts > cutoff)
+        diag["outcomes_after_as_of"] = int(late.sum())
+        o_keep &= ~late
+    o_metric = _category_codes(outcomes["metric"], base)
+    other = o_keep & (o_metric < 0)
+    diag["outcomes_other_metric"] = int(other.sum())
+    o_keep &= ~other
+    o_value = pd.to_numeric(outcomes["value"], errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    invalid = o_keep & ~np.isfinite(o_value)
+    diag["outcomes_invalid_value"] = int(invalid.sum())
+    o_keep &= ~invalid
+
+    e_idx = np.flatnonzero(e_keep)
+    o_idx = np.flatnonzero(o_keep)
+    e_unit, o_unit, n_codes = _unit_codes(
+        exposures["unit_id"].take(e_idx), outcomes["unit_id"].take(o_idx)
+    )
+    e_ts = e_ts[e_idx]
+    e_arm = e_arm[e_idx]
+
+    # overridden (QA) units are not randomised: treat them as not exposed
+    overridden = np.zeros(n_codes + 1, dtype=bool)
+    if experiment.overrides and len(e_unit):
+        forced = _unit_code_lookup(exposures["unit_id"].take(e_idx), e_unit, experiment.overrides)
+        overridden[forced] = True
+        diag["units_overridden"] = int(len(forced))
+        drop = overridden[e_unit]
+        e_unit, e_ts, e_arm = e_unit[~drop], e_ts[~drop], e_arm[~drop]
+
+    # the first exposure decides the arm (ties: row order)
+    order = np.argsort(e_ts, kind="stable")
+    u_sorted = e_unit[order]
+    first = ~pd.Series(u_sorted).duplicated().to_numpy()
+    first_units = u_sorted[first]
+    unit_arm = np.full(n_codes + 1, -1, dtype=np.int16)
+    unit_arm[first_units] = e_arm[order][first]
+    unit_start = np.full(n_codes + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    unit_start[first_units] = e_ts[order][first]
+    k = len(arms)
+    pairs = pd.unique(e_unit.astype(np.int64) * k + e_arm)
+    diag["units_multiple_arms"] = int((np.bincount(pairs // k, minlength=n_codes + 1) > 1).sum())
+    exposed = np.sort(first_units)
+    diag["units"] = int(len(exposed))
+    arm_units = np.bincount(unit_arm[exposed], minlength=k)[:k].astype(np.int64)
+
+    # outcomes of exposed units, at or after their first exposure
+    o_ts = o_ts[o_idx]
+    o_arm_of_unit = unit_arm[o_unit]
+    unexposed = o_arm_of_unit < 0
+    forced = overridden[o_unit]
+    diag["outcomes_overridden"] = int(forced.sum())
+    diag["outcomes_unexposed"] = int(unexposed.sum()) - diag["outcomes_overridden"]
+    before = ~unexposed & (o_ts < unit_start[o_unit])
+    diag["outcomes_before_exposure"] = int(before.sum())
+    used = ~(unexposed | before)
+    diag["outcomes_used"] = int(used.sum())
+    o_arm_field = _category_codes(outcomes["arm"].take(o_idx), arms) if "arm" in outcomes else None
+    if o_arm_field is not None:
+        diag["outcomes_arm_mismatch"] = int((used & (o_arm_field != o_arm_of_unit)).sum())
+
+    # group the events by metric once; every metric then reads a contiguous slice
+    kept = np.flatnonzero(used)  # positions among the o_idx rows
+    ev_metric = o_metric[o_idx[kept]]
+    by_metric = np.argsort(ev_metric, kind="stable")
+    kept = kept[by_metric]
+    bounds = np.searchsorted(ev_metric[by_metric], np.arange(len(base) + 1))
+    return _Prepared(
+        n_codes=n_codes,
+        unit_arm=unit_arm,
+        unit_start=unit_start,
+        exposed=exposed,
+        arm_units=arm_units,
+        base_metrics=base,
+        ev_unit=o_unit[kept],
+        ev_value=o_value[o_idx[kept]],
+        ev_ts=o_ts[kept],
+        ev_slices={name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(base)},
+        diagnostics=diag,
+    )
+
+
+def _require(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if "ts" not in frame.columns and "time" not in frame.columns:
+        missing.append("ts (or time)")
+    if missing:
+        raise ValueError(
+            f"{name} frame lacks column(s) {', '.join(missing)}; got {list(frame.columns)}"
+        )
+
+
+def _base_metrics(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    names: list[str] = []
+    for metric in metrics:
+        parts = (metric.numerator, metric.denominator) if metric.kind == "ratio" else (metric.name,)
+        for part in parts:
+            if part is not None and part not in names:
+                names.append(part)
+    return tuple(names)
+
+
+def _same_experiment(frame: pd.DataFrame, experiment_id: str) -> np.ndarray:
+    if "experiment_id" not in frame.columns or len(frame) == 0:
+        return np.ones(len(frame), dtype=bool)
+    codes = _category_codes(frame["experiment_id"], (experiment_id,))
+    return codes == 0
+
+
+def _timestamps_ms(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if "ts" in frame.columns:
+        ts = frame["ts"]
+        if pd.api.types.is_integer_dtype(ts.dtype) and not ts.hasnans:
+            return ts.to_numpy(dtype=np.int64)
+        numeric = pd.to_numeric(ts, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isnan(numeric).any():
+            raise ValueError(f"{name}: column 'ts' must hold epoch milliseconds without gaps")
+        return numeric.astype(np.int64)
+    time = pd.to_datetime(frame["time"], utc=True)
+    if time.isna().any():
+        raise ValueError(f"{name}: column 'time' has missing values")
+    naive = time.dt.tz_localize(None).dt.as_unit("ms")  # UTC wall time
+    return naive.to_numpy().view(np.int64)
+
+
+def _category_codes(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
+    """Index of each value in ``categories`` (-1 when absent or missing)."""
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int16)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = pd.Index(values.cat.categories.astype(str)).get_indexer(list(categories))
+        mapping = np.full(len(values.cat.categories) + 1, -1, dtype=np.int16)
+        for position, code in enumerate(lookup):
+            if code >= 0:
+                mapping[code] = position
+        return mapping[values.cat.codes.to_numpy()]  # code -1 (missing) picks the last slot
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    lookup = pd.Index(list(categories)).get_indexer(pd.Index(uniques).astype(str))
+    mapping = np.append(lookup, -1).astype(np.int16)  # code -1 (missing) picks the last slot
+    return mapping[codes]
+
+
+def _as_arrow_strings(values: pd.Series) -> pa.ChunkedArray | pa.Array:
+    array = pa.array(values.array) if values.dtype == "str" else None
+    if array is None:
+        try:
+            array = pa.Array.from_pandas(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array = pa.Array.from_pandas(values.astype(str))
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if not pa.types.is_string(array.type):
+        array = array.cast(pa.string())
+    return array
+
+
+def _unit_codes(
+    exposure_units: pd.Series, outcome_units: pd.Series
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Shared integer codes of exposure and outcome unit ids (missing ids get ``n_codes``)."""
+    parts = [_as_arrow_strings(exposure_units), _as_arrow_strings(outcome_units)]
+    chunks = [c for p in parts for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p])]
+    lengths = [len(p) for p in parts]
+    if not chunks or sum(lengths) == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty.copy(), 0
+    encoded = pa.chunked_array(chunks, type=pa.string()).dictionary_encode()
+    n_codes = max(len(chunk.dictionary) for chunk in encoded.chunks)
+    codes = np.concatenate(
+        [c.indices.fill_null(n_codes).to_numpy(zero_copy_only=False) for c in encoded.chunks]
+    ).astype(np.int64)
+    return codes[: lengths[0]], codes[lengths[0] :], n_codes
+
+
+def _unit_code_lookup(units: pd.Series, codes: np.ndarray, wanted: dict[str, str]) -> np.ndarray:
+    """Codes of the units whose id is in ``wanted``."""
+    mask = units.astype(str).isin(list(wanted)).to_numpy()
+    return np.unique(codes[mask])
+
+
+def _as_of_ms(as_of: Any) -> int | None:
+    if as_of is None:
+        return None
+    if isinstance(as_of, bool):
+        raise ValueError(f"as_of must be a time, got {as_of!r}")
+    if isinstance(as_of, int | np.integer):
+        return int(as_of)
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"as_of ({as_of!r}) is not a time: {exc}") from None
+    if stamp is pd.NaT:
+        raise ValueError(f"as_of ({as_of!r}) is not a time")
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(dt.UTC)
+    return int((stamp - pd.Timestamp(0, tz=dt.UTC)) // pd.Timedelta(milliseconds=1))
+
+
+# --- per-unit values and sufficient statistics ---------------------------------------------
+
+
+def _events_of(prepared: _Prepared, name: str | None) -> tuple[np.ndarray, np.ndarray]:
+    part = prepared.ev_slices[str(name)]
+    return prepared.ev_unit[part], prepared.ev_value[part]
+
+
+def _unit_values(prepared: _Prepared, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the units that count for a non-ratio metric and their per-unit values."""
+    size = prepared.n_codes + 1
+    units, values = _events_of(prepared, metric.name)
+    exposed = prepared.exposed
+    if metric.kind == "proportion":
+        positive = np.bincount(units, weights=values > 0, minlength=size)
+        return exposed, (positive[exposed] > 0).astype(np.float64)
+    sums = np.bincount(units, weights=values, minlength=size)
+    if metric.aggregate == "sum":
+        return exposed, sums[exposed]
+    counts = np.bincount(units, minlength=size)[exposed]
+    has = counts > 0
+    return exposed[has], sums[exposed][has] / counts[has]
+
+
+def _ratio_values(prepared: _Prepared, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    size = prepared.n_codes + 1
+    parts = []
+    for name in (metric.numerator, metric.denominator):
+        units, values = _events_of(prepared, name)
+        parts.append(np.bincount(units, weights=values, minlength=size)[prepared.exposed])
+    return parts[0], parts[1]
+
+
+def _metric_stats(prepared: _Prepared, metric: Metric, k: int) -> list[ArmStats | RatioStats]:
+    if metric.kind == "ratio":
+        num, den = _ratio_values(prepared, metric)
+        return list(_ratio_stats(prepared.unit_arm[prepared.exposed], num, den, k))
+    units, values = _unit_values(prepared, metric)
+    return list(_arm_stats(prepared.unit_arm[units], values, k))
+
+
+def _floor(m2: np.ndarray, n: np.ndarray, sum_sq: np.ndarray) -> np.ndarray:
+    """Zero out second moments within rounding noise of their sum of squares."""
+    return np.where(m2 <= n * _EPS * sum_sq, 0.0, m2)
+
+
+def _arm_stats(arm: np.ndarray, x: np.ndarray, k: int) -> list[ArmStats]:
+    """Two-pass per-arm count, mean and sample variance."""
+    n = np.bincount(arm, minlength=k)[:k]
+    total = np.bincount(arm, weights=x, minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n
+    centred = x - mean[arm]
+    m2 = _floor(
+        np.bincount(arm, weights=centred * centred, minlength=k)[:k],
+        n,
+        np.bincount(arm, weights=x * x, minlength=k)[:k],
+    )
+    stats = []
+    for j in range(k):
+        nj = int(n[j])
+        stats.append(
+            ArmStats(
+                nj,
+                float(mean[j]) if nj >= 1 else _NAN,
+                float(m2[j] / (nj - 1)) if nj >= 2 else _NAN,
+            )
+        )
+    return stats
+
+
+def _ratio_stats(arm: np.ndarray, num: np.ndarray, den: np.ndarray, k: int) -> list[RatioStats]:
+    """Two-pass per-arm moments of numerator and denominator, with their covariance."""
+    n = np.bincount(arm, minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.bincount(arm, weights=num, minlength=k)[:k] / n
+        my = np.bincount(arm, weights=den, minlength=k)[:k] / n
+    dx = num - mx[arm]
+    dy = den - my[arm]
+    sxx = _floor(
+        np.bincount(arm, weights=dx * dx, minlength=k)[:k],
+        n,
+        np.bincount(arm, weights=num * num, minlength=k)[:k],
+    )
+    syy = _floor(
+        np.bincount(arm, weights=dy * dy, minlength=k)[:k],
+        n,
+        np.bincount(arm, weights=den * den, minlength=k)[:k],
+    )
+    sxy = np.bincount(arm, weights=dx * dy, minlength=k)[:k]
+    stats = []
+    for j in range(k):
+        nj = int(n[j])
+        if nj == 0:
+            stats.append(RatioStats(0, _NAN, _NAN, _NAN, _NAN, _NAN))
+        elif nj == 1:
+            stats.append(RatioStats(1, float(mx[j]), float(my[j]), _NAN, _NAN, _NAN))
+        else:
+            d = nj - 1
+            stats.append(
+                RatioStats(
+                    nj,
+                    float(mx[j]),
+                    float(my[j]),
+                    float(sxx[j] / d),
+                    float(syy[j] / d),
+                    float(sxy[j] / d),
+                )
+            )
+    return stats
+
+
+def _moments(stats: ArmStats | RatioStats) -> tuple[int, float, float]:
+    """Units, metric value and per-unit variance of one arm, as shown in the table."""
+    if isinstance(stats, RatioStats):
+        ratio_var = stats.ratio_variance
+        return stats.n, stats.ratio, ratio_var * stats.n if stats.n >= 2 else _NAN
+    return stats.n, stats.mean, stats.variance
+
+
+# --- timeline -----------------------------------------------------------------------------
+
+
+def _granularity(span_ms: int) -> tuple[Granularity, int]:
+    if span_ms <= 2 * _DAY_MS:
+        return "hour", _HOUR_MS
+    if span_ms <= 180 * _DAY_MS:
+        return "day", _DAY_MS
+    return "week", _WEEK_MS
+
+
+def _timeline(prepared: _Prepared, experiment: Experiment) -> tuple[pd.DataFrame, Granularity]:
+    """Cumulative lift per period, from cumulative per-(arm, period) sufficient statistics."""
+    empty = pd.DataFrame({name: [] for name in TIMELINE_COLUMNS})
+    empty["period"] = pd.to_datetime(empty["period"], utc=True)
+    exposed = prepared.exposed
+    k = len(experiment.arms)
+    if len(exposed) == 0 or not experiment.metrics or k < 2:
+        return empty, "day"
+    starts = prepared.unit_start[exposed]
+    low = int(starts.min())
+    high = int(max(starts.max(), prepared.ev_ts.max() if len(prepared.ev_ts) else low))
+    granularity, step = _granularity(high - low)
+    origin = (low // step) * step
+    n_periods = int((high - origin) // step) + 1
+
+    unit_period = np.zeros(prepared.n_codes + 1, dtype=np.int64)
+    unit_period[exposed] = (starts - origin) // step
+    unit_arm = prepared.unit_arm
+    entered = np.bincount(
+        unit_arm[exposed] * n_periods + unit_period[exposed], minlength=k * n_periods
+    ).reshape(k, n_periods)
+    cum_entered = entered.cumsum(axis=1)
+    ev_period = (prepared.ev_ts - origin) // step
+
+    settings = experiment.analysis
+    periods = pd.to_datetime(origin + step * np.arange(n_periods), unit="ms", utc=True)
+    columns: dict[str, list[Any]] = {name: [] for name in TIMELINE_COLUMNS}
+    for metric in experiment.metrics:
+        per_arm = _cumulative_stats(
+            prepared, metric, ev_period, n_periods, unit_arm, cum_entered, k
+        )
+        cmp = compare_ratio if metric.kind == "ratio" else compare
+        for t in range(n_periods):
+            control = per_arm[0][t]
+            for j in range(1, k):
+                treatment = per_arm[j][t]
+                result = cmp(
+                    control,  # type: ignore[arg-type]
+                    treatment,  # type: ignore[arg-type]
+                    alpha=settings.alpha,
+                    sequential=settings.sequential,
+                    tuning_n=settings.tuning_n,
+                )
+                columns["period"].append(periods[t])
+                columns["metric"].append(metric.name)
+                columns["arm"].append(experiment.arms[j].name)
+                columns["units"].append(treatment.n)
+                columns["lift"].append(result.lift)
+                columns["lift_ci_low"].append(result.lift_ci_low)
+                columns["lift_ci_high"].append(result.lift_ci_high)
+    frame = pd.DataFrame(columns)
+    frame["period"] = pd.to_datetime(frame["period"], utc=True)
+    frame["units"] = frame["units"].astype(np.int64)
+    return frame, granularity
+
+
+def _grouped(unit: np.ndarray, period: np.ndarray, n_periods: int, weights: list[np.ndarray]):
+    """Per-(unit, period) sums of each weight array, sorted by unit then period."""
+    key = unit * n_periods + period
+    uniq, inverse = np.unique(key, return_inverse=True)
+    sums = [np.bincount(inverse, weights=w, minlength=len(uniq)) for w in weights]
+    return uniq // n_periods, uniq % n_periods, sums
+
+
+def _within_unit_cumsum(group_unit: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return pd.Series(values).groupby(group_unit, sort=False).cumsum().to_numpy()
+
+
+def _previous_in_unit(group_unit: np.ndarray, values: np.ndarray, fill: float) -> np.ndarray:
+    """``values`` shifted by one row within each unit's run (``fill`` at a unit's first row)."""
+    previous = np.empty_like(values)
+    if len(values) == 0:
+        return previous
+    previous[0] = fill
+    previous[1:] = values[:-1]
+    previous[np.r_[True, group_unit[1:] != group_unit[:-1]]] = fill
+    return previous
+
+
+def _per_arm_period(arm, period, weights, k, n_periods) -> list[np.ndarray]:
+    index = arm * n_periods + period
+    return [
+        np.bincount(index, weights=w, minlength=k * n_periods).reshape(k, n_periods).cumsum(axis=1)
+        for w in weights
+    ]
+
+
+def _cumulative_stats(
+    prepared: _Prepared,
+    metric: Metric,
+    ev_period: np.ndarray,
+    n_periods: int,
+    unit_arm: np.ndarray,
+    cum_entered: np.ndarray,
+    k: int,
+) -> list[list[ArmStats | RatioStats]]:
+    """Per arm and period, the statistics of per-unit values cumulated up to that period."""
+    slices = prepared.ev_slices
+    if metric.kind == "ratio":
+        num, den = slices[str(metric.numerator)], slices[str(metric.denominator)]
+        num_value, den_value = prepared.ev_value[num], prepared.ev_value[den]
+        g_unit, g_period, (sx, sy) = _grouped(
+            np.concatenate([prepared.ev_unit[num], prepared.ev_unit[den]]),
+            np.concatenate([ev_period[num], ev_period[den]]),
+            n_periods,
+            [
+                np.concatenate([num_value, np.zeros_like(den_value)]),
+                np.concatenate([np.zeros_like(num_value), den_value]),
+            ],
+        )
+        x = _within_unit_cumsum(g_unit, sx)
+        y = _within_unit_cumsum(g_unit, sy)
+        x0 = x - sx
+        y0 = y - sy
+        sums = _per_arm_period(
+            unit_arm[g_unit],
+            g_period,
+            [sx, sy, x * x - x0 * x0, y * y - y0 * y0, x * y - x0 * y0],
+            k,
+            n_periods,
+        )
+        return [
+            [
+                RatioStats.from_sums(
+                    int(cum_entered[j, t]),
+                    sums[0][j, t],
+                    sums[1][j, t],
+                    sums[2][j, t],
+                    sums[3][j, t],
+                    sums[4][j, t],
+                )
+                for t in range(n_periods)
+            ]
+            for j in range(k)
+        ]
+
+    sel = slices[metric.name]
+    value = prepared.ev_value[sel]
+    if metric.kind == "proportion":
+        g_unit, g_period, (positive,) = _grouped(
+            prepared.ev_unit[sel], ev_period[sel], n_periods, [(value > 0).astype(np.float64)]
+        )
+        reached = _within_unit_cumsum(g_unit, positive) > 0
+        was = _previous_in_unit(g_unit, reached.astype(np.float64), 0.0)
+        dx = reached - was
+        weights = [dx, dx]  # x is 0/1, so x**2 changes like x
+        counts = cum_entered
+    elif metric.aggregate == "sum":
+        g_unit, g_period, (s,) = _grouped(prepared.ev_unit[sel], ev_period[sel], n_periods, [value])
+        x = _within_unit_cumsum(g_unit, s)
+        x0 = x - s
+        weights = [s, x * x - x0 * x0]
+        counts = cum_entered
+    else:  # mean of the unit's events; a unit counts from its first event on
+        g_unit, g_period, (s, c) = _grouped(
+            prepared.ev_unit[sel], ev_period[sel], n_periods, [value, np.ones_like(value)]
+        )
+        x = _within_unit_cumsum(g_unit, s) / _within_unit_cumsum(g_unit, c)
+        x0 = _previous_in_unit(g_unit, x, 0.0)
+        new = _previous_in_unit(g_unit, np.zeros_like(x), 1.0)
+        weights = [x - x0, x * x - x0 * x0, new]
+        counts = None
+    sums = _per_arm_period(unit_arm[g_unit], g_period, weights, k, n_periods)
+    if counts is None:
+        counts = np.rint(sums[2]).astype(np.int64)
+    return [
+        [
+            ArmStats.from_sums(int(counts[j, t]), sums[0][j, t], sums[1][j, t])
+            for t in range(n_periods)
+        ]
+        for j in range(k)
+    ]
+
+
+# --- table and summary --------------------------------------------------------------------
+
+
+def _table(rows: Sequence[ArmMetricResult]) -> pd.DataFrame:
+    def value(row: ArmMetricResult, name: str) -> float:
+        return _NAN if row.comparison is None else float(getattr(row.comparison, name))
+
+    data: dict[str, list[Any]] = {
+        "metric": [r.metric.name for r in rows],
+        "arm": [r.arm for r in rows],
+        "units": [r.units for r in rows],
+        "mean": [r.mean for r in rows],
+    }
+    for name in ("diff", "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high", "p_value"):
+        data[name] = [value(r, name) for r in rows]
+    data["p_adjusted"] = [r.p_adjusted for r in rows]
+    data["significant"] = [r.significant for r in rows]
+    data["status"] = [r.status for r in rows]
+    data["primary"] = [r.metric.primary for r in rows]
+    data["guardrail"] = [r.metric.guardrail for r in rows]
+    data["variance"] = [r.variance for r in rows]
+    data["chance_to_beat_control"] = [r.chance_to_beat_control for r in rows]
+    frame = pd.DataFrame(data, columns=list(TABLE_COLUMNS))
+    frame["units"] = frame["units"].astype(np.int64)
+    for name in ("significant", "primary", "guardrail"):
+        frame[name] = frame[name].astype(bool)
+    for name in TABLE_COLUMNS:
+        if name not in ("metric", "arm", "status", "units", "significant", "primary", "guardrail"):
+            frame[name] = frame[name].astype(np.float64)
+    return frame
+
+
+def format_percent(x: float) -> str:
+    """``0.041`` -> ``"4.1%"``; two decimals below 1%; ``"n/a"`` for NaN."""
+    if not math.isfinite(x):
+        return "n/a"
+    digits = 2 if 0 < abs(x) < 0.01 else 1
+    return f"{x * 100:.{digits}f}%"
+
+
+def format_number(x: float) -> str:
+    """Four significant digits, thousands separators for large values, ``"n/a"`` for NaN."""
+    if not math.isfinite(x):
+        return "n/a"
+    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
+        return f"{x:.3e}"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.4g}"
+
+
+def _ci_words(result: ArmMetricResult, alpha: float) -> str:
+    level = f"{(1 - alpha) * 100:g}% CI"
+    cmp = result.comparison
+    assert cmp is not None
+    if math.isfinite(cmp.lift_ci_low):
+        return f"{level} {format_percent(cmp.lift_ci_low)} to {format_percent(cmp.lift_ci_high)}"
+    if math.isfinite(cmp.ci_low):
+        return f"{level} {format_number(cmp.ci_low)} to {format_number(cmp.ci_high)}"
+    return "no interval"
+
+
+def _effect_words(result: ArmMetricResult) -> str:
+    cmp = result.comparison
+    assert cmp is not None
+    if math.isfinite(cmp.lift):
+        return format_percent(abs(cmp.lift))
+    return format_number(abs(cmp.diff))
+
+
+def _signed_effect(result: ArmMetricResult) -> str:
+    cmp = result.comparison
+    assert cmp is not None
+    if math.isfinite(cmp.lift):
+        return ("+" if cmp.lift > 0 else "") + format_percent(cmp.lift)
+    return ("+" if cmp.diff > 0 else "") + format_number(cmp.diff)
+
+
+def _untestable(result: ArmMetricResult) -> bool:
+    cmp = result.comparison
+    return cmp is None or not math.isfinite(cmp.p_value)
+
+
+def _primary_clause(result: ArmMetricResult, alpha: float) -> str:
+    name = result.metric.name
+    if _untestable(result):
+        return f"{name} cannot be judged yet ({status_message(result.status)})"
+    cmp = result.comparison
+    assert cmp is not None
+    if result.significant:
+        verb = "raises" if cmp.diff > 0 else "lowers"
+        return f"{verb} {name} by {_effect_words(result)} ({_ci_words(result, alpha)})"
+    caveat = " after correcting for multiple comparisons" if cmp.p_value < alpha else ""
+    return (
+        f"shows no significant change in {name}{caveat} "
+        f"({_signed_effect(result)}, {_ci_words(result, alpha)})"
+    )
+
+
+def _arm_sentence(result: ExperimentResult, arm: str) -> str:
+    metrics = result.experiment.metrics
+    primaries = [m for m in metrics if m.primary] or [m for m in metrics if not m.guardrail]
+    guardrails = [m for m in metrics if m.guardrail and m not in primaries]
+    alpha = result.alpha
+    clauses = [_primary_clause(result.row(m.name, arm), alpha) for m in primaries]
+    sentence = arm + " " + " and ".join(clauses) if clauses else f"{arm} has no primary metric"
+    if guardrails:
+        rows = [result.row(m.name, arm) for m in guardrails]
+        worse = [r for r in rows if r.worse]
+        unjudged = [r for r in rows if _untestable(r)]
+        parts = []
+        if worse:
+            listed = ", ".join(
+                f"{r.metric.name} ({_signed_effect(r)}, {_ci_words(r, alpha)})" for r in worse
+            )
+            noun = "guardrail" if len(worse) == 1 else "guardrails"
+            verb = "is" if len(worse) == 1 else "are"
+            parts.append(f"{noun} {listed} {verb} worse")
+        else:
+            parts.append("no guardrail is worse")
+        if unjudged:
+            names = ", ".join(r.metric.name for r in unjudged)
+            parts.append(f"{names} cannot be judged yet")
+        sentence += "; " + "; ".join(parts)
+    return sentence + "."
+
+
+def _summary_sentences(result: ExperimentResult) -> list[str]:
+    sentences: list[str] = []
+    if sum(result.units_per_arm.values()) == 0:
+        sentences.append("No units have been exposed yet, so there is nothing to compare.")
+    elif not result.experiment.metrics:
+        sentences.append("The experiment defines no metrics.")
+    else:
+        for arm in result.arms[1:]:
+            sentences.append(_arm_sentence(result, arm))
+    if result.srm_warning:
+        counts = ", ".join(f"{arm} {n:,}" for arm, n in result.units_per_arm.items())
+        weights = ", ".join(
+            f"{arm.name} {format_percent(arm.weight)}" for arm in result.experiment.arms
+        )
+        sentences.append(
+            f"Warning: sample ratio mismatch (p = {result.srm_p_value:.2g}): units per arm "
+            f"({counts}) do not match the configured weights ({weights}); check assignment and "
+            "logging before trusting these results."
+        )
+    return sentences
