@@ -719,7 +719,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await event_log.start()
     app.state.platform = platform
     app.state.event_log = event_log
-    app.state.telemetry.watch_spool(lambda: event_log.spool_depth)
+    app.state.telemetry.watch_event_log(event_log)
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, app)

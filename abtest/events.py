@@ -49,20 +49,11 @@ from typing import Any, Literal
 import redis
 import redis.asyncio
 
+from abtest.experiments import AUTOMATIC_METRICS as AUTOMATIC_METRICS
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["exposure", "outcome"]
-
-#: Outcomes recorded automatically for every run: latency, token counts, cost, whether it
-#: failed (0/1) and a constant 1 per response (so counts and rates share one code path).
-AUTOMATIC_METRICS: tuple[str, ...] = (
-    "latency_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "error",
-    "responses",
-)
 
 #: Field order on the wire. ``event_id`` must stay first: the append script reads it there.
 EXPOSURE_FIELDS: tuple[str, ...] = (

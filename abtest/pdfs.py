@@ -21,10 +21,11 @@ distinct facts per page, used by the demo, the benchmarks and the tests.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
+
+from abtest.settings import env_int
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -110,12 +111,12 @@ class PdfError(ValueError):
 
 def max_pdf_bytes() -> int:
     """The byte limit in force: `ABTEST_PDF_MAX_BYTES`, else 20 MB."""
-    return _env_int("ABTEST_PDF_MAX_BYTES", DEFAULT_MAX_BYTES)
+    return env_int("ABTEST_PDF_MAX_BYTES", DEFAULT_MAX_BYTES)
 
 
 def max_pdf_pages() -> int:
     """The page limit in force: `ABTEST_PDF_MAX_PAGES`, else 200."""
-    return _env_int("ABTEST_PDF_MAX_PAGES", DEFAULT_MAX_PAGES)
+    return env_int("ABTEST_PDF_MAX_PAGES", DEFAULT_MAX_PAGES)
 
 
 def read_pdf_text(
@@ -282,16 +283,3 @@ def _size(n: int) -> str:
     if n >= 1024:
         return f"{n / 1024:.1f} KB"
     return f"{n} bytes"
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
-    return value

@@ -38,16 +38,17 @@ def _keys(name: str) -> frozenset[str]:
     return frozenset(key.strip() for key in raw.split(",") if key.strip())
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """A positive integer from the environment variable `name`, `default` when unset."""
     raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    if raw is None or not raw.strip():
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}") from None
     if value <= 0:
-        raise SettingsError(f"{name} must be > 0, got {value}")
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
     return value
 
 
@@ -71,9 +72,9 @@ class Settings:
             home=Path(os.environ.get("ABTEST_HOME", ".abtest")),
             api_keys=_keys("ABTEST_API_KEYS"),
             admin_keys=_keys("ABTEST_ADMIN_KEYS"),
-            max_body_bytes=_int("ABTEST_MAX_BODY_BYTES", 1_048_576),
-            max_upload_bytes=_int("ABTEST_MAX_UPLOAD_BYTES", 20_971_520),
-            stream_maxlen=_int("ABTEST_STREAM_MAXLEN", 1) if maxlen else None,
+            max_body_bytes=env_int("ABTEST_MAX_BODY_BYTES", 1_048_576),
+            max_upload_bytes=env_int("ABTEST_MAX_UPLOAD_BYTES", 20_971_520),
+            stream_maxlen=env_int("ABTEST_STREAM_MAXLEN", 1) if maxlen else None,
         )
 
     @property

@@ -7,12 +7,18 @@ several uvicorn workers each worker reports its own series, told apart by the sc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
+
+
+class EventLogCounters(Protocol):
+    spool_depth: int
+    batches_written: int
+    events_written: int
 
 
 class Telemetry:
@@ -50,6 +56,16 @@ class Telemetry:
             "Events waiting in the local spool for Redis to come back.",
             registry=self.registry,
         )
+        self.redis_batches = Gauge(
+            "abtest_event_batches_written",
+            "Pipelined round trips the event log sent to Redis (group commits and replays).",
+            registry=self.registry,
+        )
+        self.redis_events = Gauge(
+            "abtest_events_written",
+            "Events Redis accepted as new through the event log (events / batches = batch size).",
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "abtest_reloads_total",
             "Experiment reloads by result.",
@@ -57,9 +73,11 @@ class Telemetry:
             registry=self.registry,
         )
 
-    def watch_spool(self, depth: Callable[[], int]) -> None:
-        """Report `depth()` as the spool gauge at every scrape."""
-        self.spool_depth.set_function(lambda: float(depth()))
+    def watch_event_log(self, event_log: EventLogCounters) -> None:
+        """Read the event log's spool depth and write counters at every scrape."""
+        self.spool_depth.set_function(lambda: float(event_log.spool_depth))
+        self.redis_batches.set_function(lambda: float(event_log.batches_written))
+        self.redis_events.set_function(lambda: float(event_log.events_written))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

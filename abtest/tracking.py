@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abtest.events import AUTOMATIC_METRICS, Exposure, Outcome
-from abtest.experiments import Experiment
+from abtest.events import Exposure, Outcome
+from abtest.experiments import AUTOMATIC_METRICS, Experiment
 from abtest.flows import FlowResult
 from abtest.router import Assignment
 

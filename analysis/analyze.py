@@ -117,13 +117,14 @@ STATUS_MESSAGES: dict[str, str] = {
 }
 """Plain-language reading of each row status (``Comparison.status`` plus ``"control"``)."""
 
-_HOUR_MS = 3_600_000
+_MINUTE_MS = 60_000
+_HOUR_MS = 60 * _MINUTE_MS
 _DAY_MS = 24 * _HOUR_MS
 _WEEK_MS = 7 * _DAY_MS
 _EPS = float(np.finfo(np.float64).eps)
 _NAN = float("nan")
 
-Granularity = Literal["hour", "day", "week"]
+Granularity = Literal["minute", "hour", "day", "week"]
 
 
 def status_message(status: str) -> str:
@@ -220,7 +221,7 @@ class ExperimentResult:
         Sample-ratio-mismatch p-value of ``units_per_arm`` against the arm weights.
     timeline : pandas.DataFrame
         Cumulative lift per period with :data:`TIMELINE_COLUMNS` (treatment arms only).
-    granularity : {"hour", "day", "week"}
+    granularity : {"minute", "hour", "day", "week"}
         The timeline's period length.
     diagnostics : dict of str to int
         Counts of dropped or suspicious events and units.
@@ -784,6 +785,8 @@ def _moments(stats: ArmStats | RatioStats) -> tuple[int, float, float]:
 
 
 def _granularity(span_ms: int) -> tuple[Granularity, int]:
+    if span_ms <= 3 * _HOUR_MS:
+        return "minute", _MINUTE_MS
     if span_ms <= 2 * _DAY_MS:
         return "hour", _HOUR_MS
     if span_ms <= 180 * _DAY_MS:

@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from abtest.events import EXPOSURE_FIELDS, OUTCOME_FIELDS
+
 __all__ = [
     "EXPOSURE_COLUMNS",
     "EXPOSURE_FIELDS",
@@ -50,30 +52,6 @@ __all__ = [
     "load_events_parquet",
     "stream_keys",
 ]
-
-EXPOSURE_FIELDS: tuple[str, ...] = (
-    "event_id",
-    "ts",
-    "experiment_id",
-    "unit_id",
-    "arm",
-    "request_id",
-    "definition_sha",
-    "flow_fingerprint",
-)
-"""Fields of an exposure event, as written to ``abtest:{<experiment_id>}:exposures``."""
-
-OUTCOME_FIELDS: tuple[str, ...] = (
-    "event_id",
-    "ts",
-    "experiment_id",
-    "unit_id",
-    "arm",
-    "request_id",
-    "metric",
-    "value",
-)
-"""Fields of an outcome event, as written to ``abtest:{<experiment_id>}:outcomes``."""
 
 EXPOSURE_COLUMNS: tuple[str, ...] = (*EXPOSURE_FIELDS[:2], "time", *EXPOSURE_FIELDS[2:])
 """Columns of the exposures frame (the fields plus ``time`` after ``ts``)."""

@@ -302,6 +302,12 @@ def _timeline_plot(result: ExperimentResult) -> str | None:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=8)
     axes[-1].set_xlabel(f"cumulative, by {result.granularity} (UTC)")
+    periods = timeline["period"].dt.tz_localize(None)
+    if periods.nunique() == 1:  # one point: keep the axis to a period either side
+        step = pd.Timedelta(
+            1, unit={"minute": "min", "hour": "h", "day": "D"}.get(result.granularity, "W")
+        )
+        axes[-1].set_xlim(periods.iloc[0] - step, periods.iloc[0] + step)
     fig.autofmt_xdate()
     return _png(fig)
 

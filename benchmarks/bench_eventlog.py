@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -74,7 +75,7 @@ def run_async(url: str, spool: Path, events: list, per_call: int) -> float:
 
 def measure(
     name: str, runs: int, n: int, make: Callable[[str, int], list], go: Callable[[list], float]
-) -> None:
+) -> float:
     client = store.sync_client()
     rates = []
     for _ in range(runs):
@@ -87,13 +88,14 @@ def measure(
         f"{name:<42} {statistics.median(rates):>10,.0f} events/s"
         f"   (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
     )
+    return statistics.median(rates)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     throwaway = not os.environ.get("ABTEST_HOME") and not os.environ.get("REDIS_URL")
     with tempfile.TemporaryDirectory(prefix="abtest-bench-") as tmp:
         if throwaway:
@@ -102,39 +104,43 @@ def main() -> None:
         n, runs = args.events, args.runs
         spool = Path(tmp) / "spool.jsonl"
         print(f"redis: {url}   events per run: {n:,}   runs: {runs}")
-        try:
-            measure(
-                "sync  SyncEventLog.append, outcomes",
-                runs,
-                n,
-                outcomes,
-                lambda ev: run_sync(url, spool, ev),
-            )
-            measure(
+        figures: dict[str, float] = {}
+        small = max(n // 10, 1)
+        cases = [
+            ("sync_outcomes", "sync  SyncEventLog.append, outcomes", n, outcomes, run_sync, None),
+            (
+                "sync_exposures",
                 "sync  SyncEventLog.append, exposures",
-                runs,
                 n,
                 exposures,
-                lambda ev: run_sync(url, spool, ev),
-            )
-            measure(
-                "async EventLog, 1000-event appends",
-                runs,
-                n,
-                outcomes,
-                lambda ev: run_async(url, spool, ev, 1000),
-            )
-            small = max(n // 10, 1)
-            measure(
+                run_sync,
+                None,
+            ),
+            ("async_batched", "async EventLog, 1000-event appends", n, outcomes, run_async, 1000),
+            (
+                "async_single",
                 f"async EventLog, {small:,} concurrent 1-event appends",
-                runs,
                 small,
                 outcomes,
-                lambda ev: run_async(url, spool, ev, 1),
-            )
+                run_async,
+                1,
+            ),
+        ]
+        try:
+            for key, name, count, make, run, per_call in cases:
+                if per_call is None:
+                    go = partial(run, url, spool)
+                else:
+                    go = partial(_with_calls, run, url, spool, per_call)
+                figures[key] = measure(name, runs, count, make, go)
         finally:
             if throwaway:
                 store.stop_embedded()
+    return figures
+
+
+def _with_calls(run: Callable, url: str, spool: Path, per_call: int, events: list) -> float:
+    return run(url, spool, events, per_call)
 
 
 if __name__ == "__main__":

@@ -432,6 +432,17 @@ def test_short_experiments_get_an_hourly_timeline():
     assert timeline_units_never_shrink(result.timeline)
 
 
+def test_experiments_of_minutes_get_a_timeline_by_minute():
+    exp = experiment([COST])
+    exposures, outcomes = synthetic(exp, 200, 400, seed=3, days=1)
+    exposures = exposures.assign(ts=T0 + (exposures["ts"] - T0) % (40 * 60_000))
+    outcomes = outcomes.assign(ts=T0 + 40 * 60_000 + (outcomes["ts"] - T0) % (60 * 60_000))
+    result = analyze(exp, exposures, outcomes)
+    assert result.granularity == "minute"
+    assert result.timeline["period"].nunique() > 40
+    assert timeline_units_never_shrink(result.timeline)
+
+
 def timeline_units_never_shrink(timeline: pd.DataFrame) -> bool:
     units = timeline.sort_values("period")["units"].to_numpy()
     return bool(len(units) > 1 and np.all(np.diff(units) >= 0))

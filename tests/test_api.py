@@ -342,6 +342,9 @@ def test_metrics_count_requests_per_route(env, tmp_path) -> None:
     assert line in text
     assert 'abtest_events_accepted_total{kind="exposure"} 3.0' in text
     assert "abtest_spool_depth 0.0" in text
+    assert "abtest_events_written 3.0" in text
+    batches = float(text.split("\nabtest_event_batches_written ")[1].split()[0])
+    assert 1 <= batches <= 3
 
 
 def test_openapi_and_docs(env, tmp_path) -> None:
