@@ -7,7 +7,7 @@ several uvicorn workers each worker reports its own series, told apart by the sc
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -26,6 +26,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "abtest_http_requests_total",
             "HTTP requests by method, route template and status code.",
@@ -45,6 +46,8 @@ class Telemetry:
             ["kind"],
             registry=self.registry,
         )
+        self.exposures_accepted = self.events.labels("exposure")
+        self.outcomes_accepted = self.events.labels("outcome")
         self.llm_errors = Counter(
             "abtest_llm_errors_total",
             "Flow runs that failed in the LLM call after retries, by experiment and arm.",
@@ -80,8 +83,17 @@ class Telemetry:
         self.redis_events.set_function(lambda: float(event_log.events_written))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        """Count one request and its latency (label children cached: this runs per request)."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -156,6 +156,7 @@ def main(seconds: int = 10, runs: int = 3) -> dict[str, float]:
     }
     for key in ("ABTEST_API_KEYS", "ABTEST_ADMIN_KEYS"):
         env.pop(key, None)
+    in_process = _in_process_rate(url, home / "spool.jsonl", runs)  # first, on a quiet Redis
     api_port, bare_port = _free_port(), _free_port()
     api = _uvicorn("abtest.api:create_app", api_port, env, factory=True)
     bare = _uvicorn("benchmarks.bare_app:app", bare_port, env, factory=False)
@@ -178,7 +179,6 @@ def main(seconds: int = 10, runs: int = 3) -> dict[str, float]:
         bare.terminate()
         api.wait(10)
         bare.wait(10)
-    in_process = _in_process_rate(url, home / "spool.jsonl", runs)
     figures = {
         "assign_rps": assign["rps"],
         "assign_p50_ms": assign["p50_ms"],
