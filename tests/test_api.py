@@ -388,3 +388,55 @@ def test_nothing_secret_in_logs(env, tmp_path, caplog) -> None:
         )
     assert "secret-key-123" not in caplog.text
     assert "Route 12" not in caplog.text
+
+
+POSTS = [
+    f"/v1/experiments/{EXPERIMENT}/assign",
+    f"/v1/experiments/{EXPERIMENT}/run",
+    "/v1/outcomes",
+]
+GETS = [
+    "/v1/experiments",
+    f"/v1/experiments/{EXPERIMENT}",
+    f"/v1/experiments/{EXPERIMENT}/assign?unit_id=u1",
+    f"/v1/experiments/{EXPERIMENT}/results",
+    f"/v1/experiments/{EXPERIMENT}/report",
+    "/metrics",
+]
+
+
+@pytest.mark.parametrize("path", POSTS)
+def test_every_post_rejects_malformed_json_and_wrong_types(env, tmp_path, path: str) -> None:
+    with api_client(tmp_path) as client:
+        malformed = client.post(
+            path, content=b'{"unit_id": ', headers={"content-type": "application/json"}
+        )
+        wrong_types = client.post(path, json={"unit_id": 42, "user_query": [], "value": "x"})
+    for response in (malformed, wrong_types):
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["error"] == "invalid_request" and body["detail"]
+
+
+@pytest.mark.parametrize("path", POSTS)
+def test_every_post_refuses_an_oversized_body(env, tmp_path, path: str) -> None:
+    limits = {"max_body_bytes": 1000, "max_upload_bytes": 1000}
+    with api_client(tmp_path, **limits) as client:
+        response = client.post(
+            path, content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 413
+    assert response.json() == {"error": "too_large", "detail": "request body over 1000 bytes"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", p) for p in GETS] + [("POST", p) for p in POSTS]
+)
+def test_every_route_but_health_needs_a_valid_key(env, tmp_path, method: str, path: str) -> None:
+    with api_client(tmp_path, api_keys=frozenset({"k"})) as client:
+        missing = client.request(method, path, json={})
+        wrong = client.request(method, path, json={}, headers={"Authorization": "Bearer x"})
+        right = client.request(method, path, json={}, headers={"Authorization": "Bearer k"})
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
+    assert wrong.status_code == 403 and wrong.json()["error"] == "forbidden"
+    assert right.status_code in {200, 422}
