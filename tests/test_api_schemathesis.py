@@ -44,7 +44,12 @@ def test_no_server_errors_and_no_schema_violations(api_schema) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=50,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case) -> None:
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 

@@ -124,7 +124,8 @@ weights_strategy = st.lists(
 ).map(lambda raw: [w / sum(raw) for w in raw])
 
 
-@settings(max_examples=25, deadline=None)
+# derandomized: a chi-square test at p > 0.001 over many random draws would fail now and then
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(weights=weights_strategy, seed=st.text(min_size=0, max_size=12))
 def test_frequencies_match_any_weights(weights: list[float], seed: str) -> None:
     arms = [{"name": f"arm{i}", "weight": w} for i, w in enumerate(weights)]
