@@ -500,7 +500,34 @@ def _fsync_dir(directory: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class EventLog:
+class _LogState:
+    """What both event logs keep: the spool, the batching limits and the write counters."""
+
+    def __init__(
+        self, spool_path: str | os.PathLike[str], maxlen: int | None, max_batch: int
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.spool = Spool(spool_path)
+        self.maxlen = maxlen
+        self.max_batch = max_batch
+        #: Pipelines Redis executed (append batches and replay chunks).
+        self.batches_written = 0
+        #: Events Redis accepted as new.
+        self.events_written = 0
+        #: Events Redis already held (same event_id), so skipped.
+        self.events_duplicate = 0
+        #: Events sent to the spool.
+        self.events_spooled = 0
+        self._spool_depth = 0
+
+    @property
+    def spool_depth(self) -> int:
+        """Events in the spool waiting for Redis (as this process last saw it)."""
+        return self._spool_depth
+
+
+class EventLog(_LogState):
     """Group-committing, spool-backed writer for asyncio code.
 
     One writer task owns Redis writes and the spool: it drains whatever callers queued (up to
@@ -520,32 +547,14 @@ class EventLog:
         maxlen: int | None = None,
         max_batch: int = 5000,
     ):
-        if max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
+        super().__init__(spool_path, maxlen, max_batch)
         self.client = client
-        self.spool = Spool(spool_path)
-        self.maxlen = maxlen
-        self.max_batch = max_batch
-        #: Pipelines Redis executed (append batches and replay chunks).
-        self.batches_written = 0
-        #: Events Redis accepted as new.
-        self.events_written = 0
-        #: Events Redis already held (same event_id), so skipped.
-        self.events_duplicate = 0
-        #: Events sent to the spool.
-        self.events_spooled = 0
-        self._spool_depth = 0
         self._pending: deque[tuple[list[Event], asyncio.Future[None]]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._spool_lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._next_replay = 0.0
-
-    @property
-    def spool_depth(self) -> int:
-        """Events in the spool waiting for Redis (as this process last saw it)."""
-        return self._spool_depth
 
     async def start(self) -> None:
         """Start the writer task; replays a spool left by an earlier run first thing."""
@@ -705,7 +714,7 @@ class EventLog:
 # ---------------------------------------------------------------------------------------------
 
 
-class SyncEventLog:
+class SyncEventLog(_LogState):
     """Blocking writer with the same dedupe and spool semantics as ``EventLog``.
 
     ``append`` streams any iterable in pipelines of ``max_batch`` events, so millions of events
@@ -723,24 +732,11 @@ class SyncEventLog:
         maxlen: int | None = None,
         max_batch: int = 5000,
     ):
-        if max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
+        super().__init__(spool_path, maxlen, max_batch)
         self.client = client
-        self.spool = Spool(spool_path)
-        self.maxlen = maxlen
-        self.max_batch = max_batch
-        self.batches_written = 0
-        self.events_written = 0
-        self.events_duplicate = 0
-        self.events_spooled = 0
         self._spool_depth = self.spool.depth()
         self._next_replay = 0.0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abtest-eventlog")
-
-    @property
-    def spool_depth(self) -> int:
-        """Events in the spool waiting for Redis (as this process last saw it)."""
-        return self._spool_depth
 
     def append(self, events: Iterable[Event]) -> None:
         """Return once Redis or the fsynced spool holds every event.
