@@ -870,16 +870,22 @@ def iter_events(
     low = "-"
     while True:
         entries = client.xrange(key, min=low, max="+", count=batch)
-        for _entry_id, fields in entries:
-            event_id = fields.get("event_id") or fields.get(b"event_id")
-            if dedupe and event_id is not None:
-                if event_id in seen:
-                    continue
-                seen.add(event_id)
-            yield fields if raw else decode(fields)
+        yield from _unseen(entries, seen if dedupe else None, raw)
         if len(entries) < batch:
             return
         low = "(" + _text(entries[-1][0])  # exclusive range start (Redis >= 6.2)
+
+
+def _unseen(entries: Iterable[tuple[Any, Any]], seen: set[Any] | None, raw: bool) -> Iterator[Any]:
+    """The events of one XRANGE batch whose `event_id` is not in `seen` (None: all of them),
+    adding theirs to it; decoded, or the stored field dicts with `raw`."""
+    for _entry_id, fields in entries:
+        event_id = fields.get("event_id") or fields.get(b"event_id")
+        if seen is not None and event_id is not None:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+        yield fields if raw else decode(fields)
 
 
 async def aiter_events(
@@ -897,13 +903,8 @@ async def aiter_events(
     low = "-"
     while True:
         entries = await client.xrange(key, min=low, max="+", count=batch)
-        for _entry_id, fields in entries:
-            event_id = fields.get("event_id") or fields.get(b"event_id")
-            if dedupe and event_id is not None:
-                if event_id in seen:
-                    continue
-                seen.add(event_id)
-            yield fields if raw else decode(fields)
+        for event in _unseen(entries, seen if dedupe else None, raw):
+            yield event
         if len(entries) < batch:
             return
         low = "(" + _text(entries[-1][0])
