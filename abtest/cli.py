@@ -56,12 +56,16 @@ def validate(
         list[Path] | None, typer.Argument(help="Files or directories (default: experiments/).")
     ] = None,
 ) -> None:
-    """Validate experiment files: one summary line per file, or every error and exit 1."""
+    """Validate experiment files and their flows: one summary line per file, or every error
+    and exit 1. A file passes when it parses and every arm's Hamilton driver builds, has each
+    prompt node in the version the arm asks for, and renders every prompt."""
     results = check_files(paths or [DEFAULT_EXPERIMENTS])
     if not results:
         raise fail("error: no experiment files found")
     failed = False
     for path, outcome in results:
+        if not isinstance(outcome, ExperimentFileError):
+            outcome = _flow_problems(path, outcome) or outcome
         if isinstance(outcome, ExperimentFileError):
             typer.echo(f"FAIL {outcome}", err=True)
             failed = True
@@ -73,6 +77,27 @@ def validate(
         )
     if failed:
         raise typer.Exit(code=1)
+
+
+def _flow_problems(path: Path, experiment) -> ExperimentFileError | None:
+    """The arms of `experiment` whose flows cannot run, as a file error (None when all can)."""
+    from abtest.flows import REGISTRY_PREFIX, FlowConfigError, FlowRegistry
+
+    registry = None
+    if any(
+        str(value).startswith(REGISTRY_PREFIX)
+        for arm in experiment.arms
+        for value in arm.config.values()
+    ):
+        from abtest import store
+        from abtest.prompts import PromptRegistry
+
+        registry = PromptRegistry(store.sync_client())
+    try:
+        FlowRegistry.from_experiments([experiment], prompt_registry=registry)
+    except FlowConfigError as exc:
+        return ExperimentFileError(path, [str(problem) for problem in exc.problems])
+    return None
 
 
 @app.command()

@@ -68,3 +68,15 @@ def test_assign_unknown_experiment() -> None:
     result = runner.invoke(app, ["assign", "nope", "u1", "-e", str(EXAMPLES)])
     assert result.exit_code == 1
     assert "unknown experiment 'nope'" in result.output
+
+
+def test_validate_builds_every_arm_flow(tmp_path: Path) -> None:
+    data = yaml.safe_load((EXAMPLES / "pdf_summary.yaml").read_text())
+    data["arms"][2]["config"]["prompt_version"] = "v1"  # its module holds v2 prompts
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert "experiment 'pdf-summary-prompts', arm 'v2-small-chunks', node 'summarize" in (
+        result.output
+    )
