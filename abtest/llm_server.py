@@ -340,12 +340,18 @@ def content_terms(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
 
 
+_PAGE_MARKER = re.compile(r"^[ \t]*\[page \d+\][ \t]*$", re.MULTILINE)
+
+
 def split_sentences(document: str) -> list[str]:
     """Split text into sentences; list items and headings become their own units.
 
     Wrapped lines (as in PDF text) are joined, re-attaching words hyphenated at a line end.
+    Page markers (`[page 3]` lines, as `abtest.pdfs` writes them) end a paragraph and are not
+    content, so they never end up inside a summary.
     """
     units: list[str] = []
+    document = _PAGE_MARKER.sub("\n\n", document)
     for para in re.split(r"\n\s*\n", document):
         current = ""
         standalone = False  # the current unit is a heading: never continue it
