@@ -482,7 +482,9 @@ class ExtractiveSummarizer:
         scores = []
         for i, ts in enumerate(terms):
             unique = set(ts)
-            salience = sum(freq[t] / top for t in unique) / math.sqrt(len(unique) or 1)
+            # fsum: exact, so the score (and every tie) does not depend on set order, which
+            # varies with the process's hash seed
+            salience = math.fsum(freq[t] / top for t in unique) / math.sqrt(len(unique) or 1)
             overlap = len(unique & focus_terms) / len(focus_terms) if focus_terms else 0.0
             lead = 0.15 if i == 0 else 0.0
             scores.append(salience + 3.0 * overlap + lead)

@@ -255,3 +255,41 @@ def test_failure_rate_and_latency_injection() -> None:
     assert {200, 500, 429} <= set(first)
     assert 4 <= first.count(500) + first.count(429) <= 16
     assert statuses(seed=7) == first  # seeded: the same run fails the same requests
+
+
+def test_output_does_not_depend_on_the_process_hash_seed() -> None:
+    """Scores are summed exactly, so ties break the same way in every process: the demo's
+    flows give the same summaries whatever PYTHONHASHSEED is."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import base64, hashlib\n"
+        "from abtest.llm_server import serve_in_thread\n"
+        "from abtest.llm import LLMClient\n"
+        "from abtest.platform import Platform\n"
+        "from abtest.demo import _pdfs\n"
+        "server = serve_in_thread()\n"
+        "platform = Platform.load('experiments', llm_client=LLMClient(base_url=server.base_url))\n"
+        "texts = []\n"
+        "for pdf in _pdfs():\n"
+        "    for query in pdf.document.queries:\n"
+        "        inputs = {'pdf_source': base64.b64decode(pdf.base64), 'user_query': query}\n"
+        "        for arm in ('control', 'v2', 'v2-small-chunks'):\n"
+        "            texts.append(platform.flows.run('pdf-summary-prompts', arm, inputs).text)\n"
+        "print(hashlib.sha256('|'.join(texts).encode()).hexdigest())\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "8")  # without exact sums these two seeds broke a tie differently
+    }
+    assert len(outputs) == 1
