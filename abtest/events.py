@@ -989,16 +989,8 @@ def autoclaim(
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "kind",
-    "event_id",
-    "ts",
-    "experiment_id",
-    "unit_id",
-    "arm",
-    "request_id",
-    "definition_sha",
-    "flow_fingerprint",
-    "metric",
-    "value",
+    *EXPOSURE_FIELDS,
+    *(name for name in OUTCOME_FIELDS if name not in EXPOSURE_FIELDS),
 )
 
 
