@@ -46,3 +46,11 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def report_pdf() -> bytes:
+    """A real four-page PDF with known facts (`abtest.pdfs.SAMPLE_REPORT`)."""
+    from abtest.pdfs import SAMPLE_REPORT, make_pdf
+
+    return make_pdf(SAMPLE_REPORT)

@@ -26,3 +26,10 @@ def llm_client(llm_server: ServerHandle) -> Iterator[LLMClient]:
     client = LLMClient(base_url=llm_server.base_url, api_key="local", backoff_base=0.005)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def session_llm_client(llm_server: ServerHandle) -> Iterator[LLMClient]:
+    """One :class:`LLMClient` on the session server, shared by the flow tests."""
+    with LLMClient(base_url=llm_server.base_url) as client:
+        yield client

@@ -21,7 +21,6 @@ from abtest.llm_server import serve_in_thread
 from abtest.pdfs import SAMPLE_REPORT, make_pdf
 from abtest.prompts import PromptRegistry
 from abtest.tokens import estimate_message_tokens, estimate_tokens
-from tests.llm_fixtures import llm_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "pdf_summary.yaml"
@@ -69,19 +68,8 @@ def experiment() -> Experiment:
 
 
 @pytest.fixture(scope="module")
-def report_pdf() -> bytes:
-    return make_pdf(SAMPLE_REPORT)
-
-
-@pytest.fixture(scope="module")
-def client(llm_server):  # noqa: F811
-    with LLMClient(base_url=llm_server.base_url) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def flows(experiment, client) -> FlowRegistry:
-    return FlowRegistry.from_experiments({experiment.id: experiment}, llm_client=client)
+def flows(experiment, session_llm_client) -> FlowRegistry:
+    return FlowRegistry.from_experiments({experiment.id: experiment}, llm_client=session_llm_client)
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +122,18 @@ def test_prompt_versions_give_different_prompts_fingerprints_and_outputs(results
 
 
 def test_usage_is_the_sum_of_every_call_as_the_server_reported_it(
-    flows, results, report_pdf, client
+    flows, results, report_pdf, session_llm_client
 ):
     """Re-execute the arm's own driver outside `run` to see each call, then compare."""
     for arm in ("control", "v2-small-chunks"):
         dr = flows.hamilton_driver(EXPERIMENT_ID, arm)
         nodes = dr.execute(
             ["chunk_prompts", "prompt_and_text_content", "chunk_completions", "final_completion"],
-            inputs={"pdf_source": report_pdf, "user_query": QUERY, "llm_client": client},
+            inputs={
+                "pdf_source": report_pdf,
+                "user_query": QUERY,
+                "llm_client": session_llm_client,
+            },
         )
         prompts = [*nodes["chunk_prompts"], nodes["prompt_and_text_content"]]
         calls = [*nodes["chunk_completions"], nodes["final_completion"]]
@@ -155,7 +147,8 @@ def test_usage_is_the_sum_of_every_call_as_the_server_reported_it(
         assert result.completion_tokens == expected_completion
         assert result.llm_calls == len(calls)
         expected_cost = sum(
-            client.prices.cost(c.model, c.prompt_tokens, c.completion_tokens) for c in calls
+            session_llm_client.prices.cost(c.model, c.prompt_tokens, c.completion_tokens)
+            for c in calls
         )
         assert result.cost_usd == pytest.approx(expected_cost)
 
@@ -273,14 +266,15 @@ def test_bad_pdfs_give_a_bad_input_result(flows, bad_pdfs, case, needle, reason,
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_oversized_pdfs_give_a_bad_input_result(flows, report_pdf, monkeypatch, client):
+def test_oversized_pdfs_give_a_bad_input_result(flows, report_pdf, monkeypatch, session_llm_client):
     monkeypatch.setenv("ABTEST_PDF_MAX_BYTES", "1000")
     result = flows.run(EXPERIMENT_ID, "control", {"pdf_source": report_pdf, "user_query": QUERY})
     assert (result.error_kind, result.error_reason) == ("bad_input", "too_large")
     assert "unusable PDF (too_large): the PDF is too large" in result.error
     monkeypatch.delenv("ABTEST_PDF_MAX_BYTES")
     paged = FlowRegistry.from_experiments(
-        [two_arm_experiment({"prompt_version": "v2", "max_pdf_pages": 3})], llm_client=client
+        [two_arm_experiment({"prompt_version": "v2", "max_pdf_pages": 3})],
+        llm_client=session_llm_client,
     )
     result = paged.run(EXPERIMENT_ID, "b", {"pdf_source": report_pdf, "user_query": QUERY})
     assert result.error_kind == "bad_input"
@@ -426,12 +420,14 @@ def bound_experiment(ref: str = "final-summary@production") -> Experiment:
     return two_arm_experiment({"prompt_version": "v2", FINAL: f"registry:{ref}"})
 
 
-def test_a_registry_bound_arm_records_the_exact_version(redis_client, client, report_pdf):
+def test_a_registry_bound_arm_records_the_exact_version(
+    redis_client, session_llm_client, report_pdf
+):
     prompts = PromptRegistry(redis_client, cache_ttl_s=0)
     assert prompts.push("final-summary", REGISTRY_FINAL_1) == 1
     prompts.label("final-summary", "production", 1)
     registry = FlowRegistry.from_experiments(
-        [bound_experiment()], llm_client=client, prompt_registry=prompts
+        [bound_experiment()], llm_client=session_llm_client, prompt_registry=prompts
     )
     inputs = {"pdf_source": report_pdf, "user_query": QUERY}
     first = registry.run(EXPERIMENT_ID, "b", inputs)

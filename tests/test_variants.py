@@ -12,11 +12,10 @@ from hamilton import driver
 import variants.prompts.v1 as prompts_v1
 import variants.prompts.v2 as prompts_v2
 import variants.summarization as summarization
-from abtest.llm import Completion, LLMClient
+from abtest.llm import Completion
 from abtest.llm_server import split_sentences
-from abtest.pdfs import SAMPLE_REPORT, make_pdf, read_pdf_text
+from abtest.pdfs import read_pdf_text
 from abtest.tokens import estimate_tokens
-from tests.llm_fixtures import llm_server  # noqa: F401
 from variants.summarization import _chunk, _map_bounded, _render, _units
 
 QUERY = "What did the pilot cost and why?"
@@ -45,25 +44,18 @@ def _build(config, *modules):
 
 
 @pytest.fixture(scope="module")
-def report_pdf() -> bytes:
-    return make_pdf(SAMPLE_REPORT)
-
-
-@pytest.fixture(scope="module")
-def client(llm_server):  # noqa: F811
-    with LLMClient(base_url=llm_server.base_url) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def runs(report_pdf, client) -> dict[str, dict]:
+def runs(report_pdf, session_llm_client) -> dict[str, dict]:
     """Every node of one run per prompt version (chunk_tokens 300: several chunks)."""
     out = {}
     for version in summarization.PROMPT_VERSIONS:
         dr = _build({"prompt_version": version, "chunk_tokens": 300})
         out[version] = dr.execute(
             ALL_NODES,
-            inputs={"pdf_source": report_pdf, "user_query": QUERY, "llm_client": client},
+            inputs={
+                "pdf_source": report_pdf,
+                "user_query": QUERY,
+                "llm_client": session_llm_client,
+            },
         )
     return out
 
