@@ -221,27 +221,17 @@ def dedupe_key(experiment_id: str, kind: str) -> str:
 
 def _values(event: Event) -> list[str]:
     """Field values in wire order (``EXPOSURE_FIELDS`` / ``OUTCOME_FIELDS``)."""
-    if isinstance(event, Exposure):
-        return [
-            event.event_id,
-            str(event.ts),
-            event.experiment_id,
-            event.unit_id,
-            event.arm,
-            event.request_id,
-            event.definition_sha,
-            event.flow_fingerprint,
-        ]
-    return [
+    common = [
         event.event_id,
         str(event.ts),
         event.experiment_id,
         event.unit_id,
         event.arm,
         event.request_id,
-        event.metric,
-        repr(event.value),
     ]
+    if isinstance(event, Exposure):
+        return [*common, event.definition_sha, event.flow_fingerprint]
+    return [*common, event.metric, repr(event.value)]
 
 
 def encode(event: Event) -> dict[str, str]:
