@@ -7,16 +7,15 @@ Thin edge over the core: the router decides arms, `abtest.tracking` decides what
 never a 500.
 
 Security: bearer keys (`ABTEST_API_KEYS`, admin `ABTEST_ADMIN_KEYS`) compared in constant time;
-`/health` is open. Keys, credentials and PDF content are never logged.
+`/health` is open. Keys, credentials and run inputs are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import gc
 import hmac
+import json
 import logging
 import signal
 import time
@@ -24,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -31,13 +31,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from abtest.events import EventError, EventLog
+from abtest.event_fields import EventError, Exposure
+from abtest.events import EventLog
 from abtest.experiments import ExperimentFileError
-from abtest.flows import FlowConfigError, FlowResult
+from abtest.flows import FlowConfigError, FlowInputError
 from abtest.platform import Platform
-from abtest.router import Assignment, UnknownExperimentError
+from abtest.router import UnknownExperimentError
 from abtest.settings import Settings, get_settings
 from abtest.telemetry import CONTENT_TYPE_LATEST, Telemetry
 from abtest.tracking import (
@@ -45,7 +47,6 @@ from abtest.tracking import (
     OutcomeReport,
     attributed_outcome,
     exposure,
-    run_outcomes,
 )
 
 logger = logging.getLogger("abtest.api")
@@ -92,9 +93,14 @@ class AssignOut(BaseModel):
 
 
 class RunIn(_In):
+    """A run request. `inputs` must fit the experiment's input model, whose JSON schema
+    `GET /v1/experiments/{id}` gives (`inputs`); bytes inputs are base64 strings."""
+
     unit_id: UnitId
-    user_query: str = Field(min_length=1, max_length=4000)
-    pdf_base64: str = Field(min_length=1, description="The PDF, base64-encoded.")
+    attributes: Attributes = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(
+        description="The flow's run inputs by name (see the experiment's `inputs` schema)."
+    )
 
 
 class PromptOut(BaseModel):
@@ -109,7 +115,7 @@ class RunOut(BaseModel):
     arm: str
     in_experiment: bool
     request_id: str
-    summary: str | None
+    outputs: dict[str, Any]
     prompts: dict[str, PromptOut]
     prompt_tokens: int
     completion_tokens: int
@@ -349,11 +355,15 @@ async def list_experiments(services: ServicesDep) -> list[ExperimentSummary]:
 
 @experiments_router.get("/{experiment_id}")
 async def get_experiment(experiment_id: str, services: ServicesDep) -> dict[str, Any]:
-    """The full definition, as loaded (defaults filled in), and its hash."""
-    experiment = services.platform.router.experiment(experiment_id)
+    """The full definition, as loaded (defaults filled in), its hash, the JSON schema of the
+    run inputs and the names of the run outputs."""
+    platform = services.platform
+    experiment = platform.router.experiment(experiment_id)
     return {
         "definition": experiment.model_dump(mode="json"),
-        "definition_sha": services.platform.definition_shas[experiment_id],
+        "definition_sha": platform.definition_shas[experiment_id],
+        "inputs": platform.flows.input_model(experiment_id).model_json_schema(),
+        "outputs": list(platform.flows.contract(experiment_id).outputs),
     }
 
 
@@ -365,11 +375,14 @@ RUN_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["unit_id", "user_query", "pdf"],
+                    "required": ["unit_id"],
                     "properties": {
                         "unit_id": {"type": "string", "minLength": 1, "maxLength": UNIT_ID_MAX},
-                        "user_query": {"type": "string", "minLength": 1, "maxLength": 4000},
-                        "pdf": {"type": "string", "format": "binary"},
+                        "attributes": {"type": "string", "description": "a JSON object"},
+                    },
+                    "additionalProperties": {
+                        "description": "one field per run input; a file for a bytes input, "
+                        "JSON text for a list or dict input"
                     },
                 }
             },
@@ -378,92 +391,115 @@ RUN_BODY = {
 }
 
 
-async def _run_inputs(request: Request) -> tuple[str, str, bytes]:
-    """(unit_id, user_query, pdf bytes) from a JSON body or a multipart upload."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=4)
-        upload = form.get("pdf")
-        if upload is None or isinstance(upload, str):
-            raise ApiError(422, "invalid_request", "multipart field 'pdf' must be a file upload")
-        fields = {"unit_id": form.get("unit_id"), "user_query": form.get("user_query")}
-        pdf = await upload.read()
-        try:
-            checked = RunIn(pdf_base64="-", **fields)
-        except ValidationError as exc:
-            detail = _validation_detail(exc.errors(), "form")
-            raise ApiError(422, "invalid_request", detail) from None
-        return checked.unit_id, checked.user_query, pdf
+@lru_cache(maxsize=256)
+def _run_body(inputs_model: type[BaseModel]) -> type[BaseModel]:
+    """`RunIn` with `inputs` typed by one experiment's input model, so one strict JSON parse
+    checks the whole body and pydantic names the bad input (`body.inputs.user_query`)."""
+    return create_model(
+        inputs_model.__name__.removesuffix("Inputs") + "RunIn",
+        __base__=_In,
+        unit_id=(UnitId, ...),
+        attributes=(Attributes, Field(default_factory=dict)),
+        inputs=(inputs_model, ...),
+    )
+
+
+async def _run_request(
+    request: Request, platform: Platform, experiment_id: str
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(unit_id, attributes, inputs) from a JSON body or a multipart form."""
+    inputs_model = platform.flows.input_model(experiment_id)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        structured = {
+            spec.name for spec in platform.flows.contract(experiment_id).inputs if spec.structured
+        }
+        return await _form_request(request, inputs_model, structured)
     try:
-        body = RunIn.model_validate_json(await request.body())
+        body = _run_body(inputs_model).model_validate_json(await request.body(), strict=True)
     except ValidationError as exc:
         raise ApiError(422, "invalid_request", _validation_detail(exc.errors(), "body")) from None
+    return body.unit_id, body.attributes, dict(body.inputs)
+
+
+async def _form_request(
+    request: Request, inputs_model: type[BaseModel], structured: set[str]
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A multipart run: `unit_id`, optional `attributes` (JSON text), one field per input;
+    list and dict inputs are JSON text, bytes inputs files. Form text is converted to the
+    input's type (pydantic's lax mode: "3" is an int here, unlike in JSON)."""
+    fields = inputs_model.model_fields
+    form = await request.form(max_files=max(1, len(fields)), max_fields=len(fields) + 2)
+    raw: dict[str, Any] = {}
+    envelope: dict[str, Any] = {}
+    problems = []
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            value = await value.read()
+        if name in ("unit_id", "attributes"):
+            envelope[name] = value
+            continue
+        if isinstance(value, str) and name in structured:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                problems.append({"field": f"form.{name}", "message": "must be JSON text"})
+                continue
+        raw[name] = value
+    if isinstance(envelope.get("attributes"), str | bytes):
+        try:
+            envelope["attributes"] = json.loads(envelope["attributes"])
+        except ValueError:
+            problems.append({"field": "form.attributes", "message": "must be a JSON object"})
+    if problems:
+        raise ApiError(422, "invalid_request", problems)
     try:
-        pdf = base64.b64decode(body.pdf_base64, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(422, "invalid_request", "pdf_base64 is not valid base64") from None
-    return body.unit_id, body.user_query, pdf
-
-
-def _run_out(assignment: Assignment, unit_id: str, result: FlowResult) -> RunOut:
-    return RunOut(
-        experiment_id=assignment.experiment_id,
-        unit_id=unit_id,
-        arm=assignment.arm,
-        in_experiment=assignment.in_experiment,
-        request_id=result.run_id,
-        summary=result.text,
-        prompts={
-            node: PromptOut(prompt_id=use.prompt_id, version=use.version, sha256=use.sha256)
-            for node, use in result.prompts.items()
-        },
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        cost_usd=result.cost_usd,
-        latency_ms=result.latency_ms,
-        error=result.error,
-    )
+        body = _run_body(inputs_model).model_validate({**envelope, "inputs": raw})
+    except ValidationError as exc:
+        detail = [
+            {**item, "field": item["field"].replace("form.inputs.", "form.")}
+            for item in _validation_detail(exc.errors(), "form")
+        ]
+        raise ApiError(422, "invalid_request", detail) from None
+    return body.unit_id, body.attributes, dict(body.inputs)
 
 
 @experiments_router.post(
     "/{experiment_id}/run",
     openapi_extra=RUN_BODY,
-    responses={502: {"model": RunOut, "description": "the LLM failed after retries"}},
+    responses={
+        500: {"model": RunOut, "description": "the flow failed (a bug); recorded as error=1"},
+        502: {"model": RunOut, "description": "the LLM failed after retries"},
+    },
 )
 async def run(
     experiment_id: str,
     request: Request,
     services: ServicesDep,
 ) -> RunOut:
-    """Run the unit's arm flow on a PDF and a query; records the exposure and the run's
-    automatic outcomes. A PDF the flow cannot use is a 422 and records nothing; an LLM that
-    fails after retries is a 502 whose body still carries the request id (the failure is
-    recorded as `error=1`)."""
-    services.platform.router.experiment(experiment_id)
-    unit_id, user_query, pdf = await _run_inputs(request)
-    assignment = services.platform.router.assign(experiment_id, unit_id)
-    result = await services.platform.flows.arun(
-        experiment_id, assignment.arm, {"pdf_source": pdf, "user_query": user_query}
-    )
-    if result.error_kind == "bad_input":
-        raise ApiError(422, "bad_input", result.error)
-    event = exposure(
-        assignment,
-        unit_id,
-        result.run_id,
-        services.platform.definition_shas[experiment_id],
-        result.fingerprint,
-    )
-    events = ([event] if event is not None else []) + run_outcomes(assignment, unit_id, result)
-    if events:
-        await services.event_log.append(events)
-        services.telemetry.exposures_accepted.inc(1 if event is not None else 0)
-        services.telemetry.outcomes_accepted.inc(len(events) - (1 if event is not None else 0))
-    out = _run_out(assignment, unit_id, result)
+    """Run the unit's arm flow on the request's inputs; records the exposure and the run's
+    automatic outcomes. Inputs that do not fit the experiment's input model, or that the flow
+    refuses (`FlowInputError`), are a 422 naming the input, and nothing is recorded. An LLM
+    that fails after retries is a 502, a bug of the flow a 500, each with the run's JSON body
+    and request id (the failure is recorded as `error=1`)."""
+    platform = services.platform
+    platform.router.experiment(experiment_id)
+    unit_id, attributes, inputs = await _run_request(request, platform, experiment_id)
+    try:
+        done = await platform.arun(experiment_id, unit_id, inputs, attributes)
+    except FlowInputError as exc:
+        raise ApiError(422, "bad_input", str(exc)) from None
+    if done.events:
+        await services.event_log.append(done.events)
+        exposures = sum(1 for e in done.events if isinstance(e, Exposure))
+        services.telemetry.exposures_accepted.inc(exposures)
+        services.telemetry.outcomes_accepted.inc(len(done.events) - exposures)
+    out = RunOut.model_validate(done.as_dict())
+    result = done.result
     if result.error is not None:
         if result.error_kind == "llm":
-            services.telemetry.llm_errors.labels(experiment_id, assignment.arm).inc()
-        return JSONResponse(out.model_dump(mode="json"), status_code=502)
+            services.telemetry.llm_errors.labels(experiment_id, done.assignment.arm).inc()
+        status = 502 if result.error_kind in ("llm", "prompt") else 500
+        return JSONResponse(out.model_dump(mode="json"), status_code=status)
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -64,8 +65,7 @@ def validate(
         raise fail("error: no experiment files found")
     failed = False
     for path, outcome in results:
-        if not isinstance(outcome, ExperimentFileError):
-            outcome = _flow_problems(path, outcome) or outcome
+        outcome = _with_flow_problems(path, outcome)
         if isinstance(outcome, ExperimentFileError):
             typer.echo(f"FAIL {outcome}", err=True)
             failed = True
@@ -79,25 +79,26 @@ def validate(
         raise typer.Exit(code=1)
 
 
-def _flow_problems(path: Path, experiment) -> ExperimentFileError | None:
-    """The arms of `experiment` whose flows cannot run, as a file error (None when all can)."""
-    from abtest.flows import REGISTRY_PREFIX, FlowConfigError, FlowRegistry
+def _with_flow_problems(path: Path, outcome):
+    """`outcome` (an experiment or the file's schema errors) with the problems of its arms'
+    flows added, so that one pass lists every problem of the file. A file whose schema fails
+    still has its arms' flows checked, from what can be read of them."""
+    from abtest.experiments import partial_experiment
+    from abtest.flows import FlowConfigError, FlowRegistry
 
-    registry = None
-    if any(
-        str(value).startswith(REGISTRY_PREFIX)
-        for arm in experiment.arms
-        for value in arm.config.values()
-    ):
-        from abtest import store
-        from abtest.prompts import PromptRegistry
-
-        registry = PromptRegistry(store.sync_client())
-    try:
-        FlowRegistry.from_experiments([experiment], prompt_registry=registry)
-    except FlowConfigError as exc:
-        return ExperimentFileError(path, [str(problem) for problem in exc.problems])
-    return None
+    failed = isinstance(outcome, ExperimentFileError)
+    experiment = partial_experiment(path) if failed else outcome
+    problems = list(outcome.problems) if failed else []
+    if experiment is not None:
+        try:
+            FlowRegistry.from_experiments(
+                [experiment], prompt_registry=_prompt_registry_for([experiment])
+            )
+        except FlowConfigError as exc:
+            problems.extend(str(problem) for problem in exc.problems)
+    if problems:
+        return ExperimentFileError(path, problems)
+    return outcome
 
 
 @app.command()
@@ -123,45 +124,64 @@ def assign(
 
 @app.command()
 def demo(
-    users: Annotated[int, typer.Option(min=1, help="Simulated users.")] = 2000,
+    users: Annotated[int, typer.Option(min=1, help="Simulated users per experiment.")] = 2000,
     concurrency: Annotated[int, typer.Option(min=1, help="Users in flight at once.")] = 8,
     experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
-    experiment_id: Annotated[
-        str, typer.Option("--experiment", help="Experiment to run.")
-    ] = "pdf-summary-prompts",
-    reports: Annotated[Path, typer.Option(help="Where the HTML report goes.")] = Path("reports"),
+    experiment_ids: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--experiment",
+            help="Experiment to run (repeatable; default: every running experiment whose "
+            "flow has a simulation module).",
+        ),
+    ] = None,
+    reports: Annotated[Path, typer.Option(help="Where the HTML reports go.")] = Path("reports"),
     fresh: Annotated[
-        bool, typer.Option(help="Start from empty streams for the demo's experiment.")
+        bool, typer.Option(help="Start from empty streams for the demo's experiments.")
     ] = True,
 ) -> None:
-    """Run the main job end to end: API, flows, simulated users, analysis, HTML report."""
-    from abtest.demo import DemoSettings, run_demo
+    """Run the main job end to end: API, flows, simulated users, analysis, HTML reports."""
+    from abtest.devtools.demo import DemoSettings, run_demo
     from abtest.flows import FlowConfigError
 
     settings = DemoSettings(
         experiments_dir=experiments,
-        experiment_id=experiment_id,
+        experiment_ids=tuple(experiment_ids or ()),
         users=users,
         concurrency=concurrency,
         reports_dir=reports,
         fresh=fresh,
     )
-    typer.echo(f"demo: {users} simulated users through the API on '{experiment_id}'")
+
+    bars: list = []
+
+    def announce(experiment_id: str, count: int) -> None:
+        if bars:
+            bars.pop().__exit__(None, None, None)
+        typer.echo(f"demo: {count} simulated users through the API on '{experiment_id}'")
+        bars.append(typer.progressbar(length=count, label="users").__enter__())
+
     try:
-        with typer.progressbar(length=users, label="users") as bar:
-            outcome = run_demo(settings, progress=bar.update)
-    except (ExperimentFileError, FlowConfigError) as exc:
+        outcomes = run_demo(settings, progress=lambda n: bars[-1].update(n), on_start=announce)
+    except (ExperimentFileError, FlowConfigError, ValueError) as exc:
         raise fail(f"error: {exc}") from None
-    _print_table(outcome.table)
-    typer.echo("")
-    truth = ", ".join(f"{arm} {rate:.3f}" for arm, rate in outcome.true_rates.items())
-    typer.echo(f"true thumbs_up rate of the simulated users (the planted truth): {truth}")
-    typer.echo(outcome.summary)
-    typer.echo(
-        f"\n{outcome.runs_ok} runs ok, {outcome.runs_failed} failed; SRM p = "
-        f"{outcome.srm_p_value:.3f}; {outcome.seconds:.0f} s"
-    )
-    typer.echo(f"report: {outcome.report_path}")
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
+    for outcome in outcomes:
+        typer.echo(f"\n== {outcome.experiment_id} ==")
+        _print_table(outcome.table)
+        typer.echo("")
+        truth = ", ".join(f"{arm} {rate:.3f}" for arm, rate in outcome.true_rates.items())
+        typer.echo(
+            f"true {outcome.metric} rate of the simulated users (the planted truth): {truth}"
+        )
+        typer.echo(outcome.summary)
+        typer.echo(
+            f"\n{outcome.runs_ok} runs ok, {outcome.runs_failed} failed; SRM p = "
+            f"{outcome.srm_p_value:.3f}; {outcome.seconds:.0f} s"
+        )
+        typer.echo(f"report: {outcome.report_path}")
 
 
 def _print_table(table) -> None:
@@ -194,7 +214,7 @@ def llm_server(
     seed: Annotated[int, typer.Option(help="Seed of the failure draws.")] = 0,
 ) -> None:
     """Serve the offline OpenAI-compatible model (a local stand-in for a real model)."""
-    from abtest.llm_server import main as serve
+    from abtest.devtools.llm_server import main as serve
 
     serve(host=host, port=port, latency_ms=latency_ms, failure_rate=failure_rate, seed=seed)
 
@@ -214,7 +234,7 @@ def serve(
     import uvicorn
 
     from abtest import store
-    from abtest.local import ensure_llm_endpoint
+    from abtest.devtools.local import ensure_llm_endpoint
 
     _load_platform(experiments)
     os.environ["ABTEST_EXPERIMENTS"] = str(experiments)  # the workers' create_app reads it
@@ -233,48 +253,100 @@ def serve(
 
 
 def _load_platform(experiments: Path):
+    """Every experiment's flows, built and validated, with the prompt registry when an arm
+    binds a prompt to it."""
     from abtest.flows import FlowConfigError
     from abtest.platform import Platform
 
-    if not experiments.exists():
-        raise fail(f"error: {experiments}: no such file or directory")
+    definitions = _load_all(experiments)
     try:
-        return Platform.load(experiments)
-    except (ExperimentFileError, FlowConfigError) as exc:
+        return Platform.from_experiments(
+            definitions,
+            prompt_registry=_prompt_registry_for(definitions.values()),
+            source=experiments,
+        )
+    except FlowConfigError as exc:
         raise fail(f"error: {exc}") from None
+
+
+def _prompt_registry_for(definitions):
+    """The prompt registry on the store, when an arm binds a prompt to it (None otherwise, so
+    that commands on code-only flows never start the embedded Redis)."""
+    from abtest.platform import uses_prompt_registry
+
+    if not uses_prompt_registry(definitions):
+        return None
+    from abtest import store
+    from abtest.prompts import PromptRegistry
+
+    return PromptRegistry(store.sync_client())
+
+
+@contextmanager
+def _llm_endpoint():
+    """The configured model endpoint, or the built-in local model server while the block
+    runs (stopped afterwards, however the block exits)."""
+    from abtest.devtools.local import ensure_llm_endpoint
+
+    handle = ensure_llm_endpoint()
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.stop()
 
 
 @app.command()
 def run(
     experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
     unit_id: Annotated[str, typer.Argument(help="The unit whose arm runs.")],
-    pdf: Annotated[Path, typer.Option(help="The PDF to summarize.")],
-    query: Annotated[str, typer.Option(help="The user's question about it.")],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="NAME=VALUE of a run input (JSON text for list and dict inputs); repeatable.",
+        ),
+    ] = None,
+    input_files: Annotated[
+        list[str] | None,
+        typer.Option("--input-file", help="NAME=PATH: a run input read from a file."),
+    ] = None,
+    attributes: Annotated[
+        list[str] | None,
+        typer.Option("--attribute", "-a", help="NAME=VALUE of a unit attribute; repeatable."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
     experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
 ) -> None:
-    """Run a unit's arm end to end and print the summary, the arm and the prompt versions.
+    """Run a unit's arm end to end and print the outputs, the arm and the prompt versions.
 
-    Nothing is recorded: this is for trying flows, not for traffic.
+    Nothing is recorded: this is for trying flows, not for traffic. `abtest run EXP UNIT`
+    with no input lists the flow's inputs.
     """
-    from abtest.local import ensure_llm_endpoint
+    from abtest.flows import FlowInputError
     from abtest.router import UnknownExperimentError
 
-    if not pdf.is_file():
-        raise fail(f"error: --pdf {pdf}: no such file")
     platform = _load_platform(experiments)
     try:
-        assignment = platform.router.assign(experiment_id, unit_id)
+        platform.router.experiment(experiment_id)
     except UnknownExperimentError as exc:
         raise fail(f"error: {exc}") from None
-    llm = ensure_llm_endpoint()
-    try:
-        result = platform.flows.run(
-            experiment_id, assignment.arm, {"pdf_source": pdf, "user_query": query}
-        )
-    finally:
-        if llm is not None:
-            llm.stop()
-    typer.echo(f"arm: {assignment.arm} ({assignment.reason})")
+    values = _cli_inputs(platform, experiment_id, inputs or [], input_files or [])
+    with _llm_endpoint():
+        try:
+            done = platform.run(
+                experiment_id, unit_id, values, _pairs(attributes or [], "--attribute")
+            )
+        except FlowInputError as exc:
+            raise fail(f"error: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(done.as_dict(), indent=2, ensure_ascii=False))
+        if done.result.error is not None:
+            raise typer.Exit(code=1)
+        return
+    result = done.result
+    typer.echo(f"arm: {done.assignment.arm} ({done.assignment.reason})")
     for node, use in sorted(result.prompts.items()):
         typer.echo(f"prompt: {node} = {use.prompt_id} {use.version} sha256 {use.sha256[:12]}")
     typer.echo(
@@ -283,8 +355,56 @@ def run(
     )
     if result.error is not None:
         raise fail(f"error: {result.error}")
-    typer.echo("")
-    typer.echo(result.text or "")
+    for name, value in result.outputs.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        typer.echo(f"\n{name}:\n{shown}")
+
+
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise fail(f"error: {option} {item!r}: expected NAME=VALUE")
+        pairs[name.strip()] = value
+    return pairs
+
+
+def _cli_inputs(platform, experiment_id: str, inputs: list[str], files: list[str]) -> dict:
+    """Run inputs from `--input NAME=VALUE` and `--input-file NAME=PATH`, converted to each
+    input's type (JSON text for lists and dicts; "3" for an int) and checked by the
+    experiment's input model."""
+    from pydantic import ValidationError
+
+    from abtest.flows.registry import describe_validation_error
+
+    specs = {spec.name: spec for spec in platform.flows.contract(experiment_id).inputs}
+    if not inputs and not files:
+        listed = ", ".join(
+            f"{s.name} ({s.type_name}{'' if s.required else ', optional'})" for s in specs.values()
+        )
+        raise fail(f"error: give the run inputs with --input/--input-file: {listed}")
+    raw: dict = {}
+    for name, value in _pairs(inputs, "--input").items():
+        spec = specs.get(name)
+        if spec is not None and spec.structured:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise fail(
+                    f"error: --input {name}: expected JSON text for {spec.type_name}"
+                ) from None
+        raw[name] = value
+    for name, path in _pairs(files, "--input-file").items():
+        file = Path(path)
+        if not file.is_file():
+            raise fail(f"error: --input-file {name}={path}: no such file")
+        spec = specs.get(name)
+        raw[name] = file.read_bytes() if spec is None or spec.binary else file.read_text("utf-8")
+    try:
+        return dict(platform.flows.input_model(experiment_id).model_validate(raw))
+    except ValidationError as exc:
+        raise fail(f"error: {describe_validation_error(exc)}") from None
 
 
 prompts_app = typer.Typer(help="The prompt registry: versioned templates in Redis.")
@@ -378,10 +498,11 @@ def report(
     """Analyse the experiment's events and write the report (HTML, JSON or CSV)."""
     import redis
 
+    from abtest import store
     from analysis.report import build_report
 
     try:
-        text = build_report(experiment_id, experiments_dir=experiments, fmt=fmt)
+        text = build_report(experiment_id, experiments, store.sync_client(), fmt=fmt)
     except (ValueError, redis.RedisError) as exc:
         raise fail(f"error: {exc}") from None
     if out is None:

@@ -1,9 +1,8 @@
-"""Exposure and outcome events: their wire format, durable writes to Redis Streams, and readers.
+"""The event log: durable writes of exposures and outcomes to Redis Streams, and readers.
 
-Two streams per experiment, hash-tagged so that an experiment's keys share one Redis Cluster
-slot: ``abtest:{<experiment_id>}:exposures`` and ``abtest:{<experiment_id>}:outcomes``. Every
-field value is a string (see ``encode``). This module knows the shape of an event, not what it
-means: which arm a unit gets and which metrics matter are decided elsewhere.
+An edge: this module does the I/O. What an event is, its fields and its stream keys are the
+wire format in `abtest.event_fields`, kept apart so that the pure core and the analysis package
+can use them without importing Redis clients, spools and threads.
 
 Write path, and why it looks the way it does:
 
@@ -35,55 +34,33 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import time
-import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import redis
 import redis.asyncio
 
-from abtest.experiments import AUTOMATIC_METRICS as AUTOMATIC_METRICS
+from abtest.event_fields import (
+    EXPORT_COLUMNS,
+    EXPOSURE_FIELDS,
+    OUTCOME_FIELDS,
+    Event,
+    Exposure,
+    Outcome,
+    as_str,
+    decode,
+    dedupe_key,
+    encode,
+    stream_key,
+    wire_values,
+)
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["exposure", "outcome"]
-
-#: Field order on the wire. ``event_id`` must stay first: the append script reads it there.
-EXPOSURE_FIELDS: tuple[str, ...] = (
-    "event_id",
-    "ts",
-    "experiment_id",
-    "unit_id",
-    "arm",
-    "request_id",
-    "definition_sha",
-    "flow_fingerprint",
-)
-OUTCOME_FIELDS: tuple[str, ...] = (
-    "event_id",
-    "ts",
-    "experiment_id",
-    "unit_id",
-    "arm",
-    "request_id",
-    "metric",
-    "value",
-)
-
-_MAX_TEXT = 512
-_STREAM_SUFFIX: dict[str, str] = {
-    "exposure": "exposures",
-    "exposures": "exposures",
-    "outcome": "outcomes",
-    "outcomes": "outcomes",
-}
 
 #: Errors meaning "Redis cannot take the write right now": the batch goes to the spool.
 #: (redis-py's ConnectionError/TimeoutError are not the builtins; BusyLoadingError, raised while
@@ -102,181 +79,6 @@ REPLAY_INTERVAL_S = 0.5
 #: Events per EVAL. Bounds how long one script blocks the server (~10 ms) and stays well under
 #: Lua's unpack() limit (~8000 values).
 _EVENTS_PER_SCRIPT = 2000
-
-
-class EventError(ValueError):
-    """An event that must not be written: empty ids, non-finite values, malformed fields."""
-
-
-def _new_event_id() -> str:
-    return uuid.uuid4().hex
-
-
-def now_ms() -> int:
-    """Epoch milliseconds, the unit of every ``ts``."""
-    return time.time_ns() // 1_000_000
-
-
-def _check_text(name: str, value: object, *, allow_empty: bool = False) -> None:
-    if not isinstance(value, str):
-        raise EventError(f"{name} must be a string, got {type(value).__name__}")
-    if not value and not allow_empty:
-        raise EventError(f"{name} must be a non-empty string")
-    if len(value) > _MAX_TEXT:
-        raise EventError(f"{name} is {len(value)} characters long; the limit is {_MAX_TEXT}")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise EventError(f"{name} is not valid Unicode text: {value!r}") from None
-
-
-def _check_common(event: Exposure | Outcome) -> None:
-    _check_text("event_id", event.event_id)
-    _check_text("experiment_id", event.experiment_id)
-    if "{" in event.experiment_id or "}" in event.experiment_id:
-        # Braces would change the Redis Cluster hash tag of the stream keys.
-        raise EventError(f"experiment_id must not contain '{{' or '}}': {event.experiment_id!r}")
-    _check_text("unit_id", event.unit_id)
-    _check_text("arm", event.arm)
-    if isinstance(event.ts, bool) or not isinstance(event.ts, int) or event.ts < 0:
-        raise EventError(f"ts must be a non-negative int of epoch milliseconds, got {event.ts!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Exposure:
-    """A unit was served an arm of an experiment (one per run or assignment)."""
-
-    experiment_id: str
-    unit_id: str
-    arm: str
-    request_id: str
-    definition_sha: str
-    flow_fingerprint: str
-    event_id: str = field(default_factory=_new_event_id)
-    ts: int = field(default_factory=now_ms)
-
-    def __post_init__(self) -> None:
-        _check_common(self)
-        _check_text("request_id", self.request_id)
-        _check_text("definition_sha", self.definition_sha)
-        _check_text("flow_fingerprint", self.flow_fingerprint)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A metric observed for a unit in an arm, optionally tied to the run (``request_id``)."""
-
-    experiment_id: str
-    unit_id: str
-    arm: str
-    metric: str
-    value: float
-    request_id: str = ""
-    event_id: str = field(default_factory=_new_event_id)
-    ts: int = field(default_factory=now_ms)
-
-    def __post_init__(self) -> None:
-        _check_common(self)
-        _check_text("metric", self.metric)
-        _check_text("request_id", self.request_id, allow_empty=True)
-        value = self.value
-        if isinstance(value, str) or not isinstance(value, int | float):
-            raise EventError(
-                f"value of metric {self.metric!r} must be a number, got {type(value).__name__}"
-            )
-        value = float(value)
-        if not math.isfinite(value):
-            raise EventError(
-                f"value of metric {self.metric!r} must be a finite number, got {value!r}"
-            )
-        object.__setattr__(self, "value", value)
-
-
-Event = Exposure | Outcome
-
-
-def kind_of(event: Event) -> Kind:
-    """``"exposure"`` or ``"outcome"`` (the ``kind`` column of exports)."""
-    if isinstance(event, Exposure):
-        return "exposure"
-    if isinstance(event, Outcome):
-        return "outcome"
-    raise TypeError(f"expected Exposure or Outcome, got {type(event).__name__}")
-
-
-def stream_key(experiment_id: str, kind: str) -> str:
-    """Stream of one kind of event (``"exposure"``/``"outcome"``, plural accepted)."""
-    try:
-        suffix = _STREAM_SUFFIX[kind]
-    except KeyError:
-        raise ValueError(f"kind must be 'exposure' or 'outcome', got {kind!r}") from None
-    return f"abtest:{{{experiment_id}}}:{suffix}"
-
-
-def dedupe_key(experiment_id: str, kind: str) -> str:
-    """SET of every ``event_id`` the stream has accepted (same hash slot as the stream)."""
-    return stream_key(experiment_id, kind) + ":event_ids"
-
-
-def _values(event: Event) -> list[str]:
-    """Field values in wire order (``EXPOSURE_FIELDS`` / ``OUTCOME_FIELDS``)."""
-    common = [
-        event.event_id,
-        str(event.ts),
-        event.experiment_id,
-        event.unit_id,
-        event.arm,
-        event.request_id,
-    ]
-    if isinstance(event, Exposure):
-        return [*common, event.definition_sha, event.flow_fingerprint]
-    return [*common, event.metric, repr(event.value)]
-
-
-def encode(event: Event) -> dict[str, str]:
-    """Stream fields of an event: every value a string, ``value`` as ``repr(float)``."""
-    names = EXPOSURE_FIELDS if kind_of(event) == "exposure" else OUTCOME_FIELDS
-    return dict(zip(names, _values(event), strict=True))
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def decode(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Event:
-    """Event from stream fields (an outcome when ``metric`` is present). Extra fields are ignored
-    so that older readers survive newer writers; missing or malformed ones raise ``EventError``."""
-    data = {_text(k): _text(v) for k, v in fields.items()}
-    is_outcome = "metric" in data
-    names = OUTCOME_FIELDS if is_outcome else EXPOSURE_FIELDS
-    missing = [name for name in names if name not in data]
-    if missing:
-        kind = "outcome" if is_outcome else "exposure"
-        raise EventError(f"{kind} event is missing field(s) {', '.join(missing)}: {data!r}")
-    try:
-        ts = int(data["ts"])
-    except ValueError:
-        raise EventError(f"ts must be integer epoch milliseconds, got {data['ts']!r}") from None
-    common = {
-        "event_id": data["event_id"],
-        "ts": ts,
-        "experiment_id": data["experiment_id"],
-        "unit_id": data["unit_id"],
-        "arm": data["arm"],
-        "request_id": data["request_id"],
-    }
-    if not is_outcome:
-        return Exposure(
-            definition_sha=data["definition_sha"],
-            flow_fingerprint=data["flow_fingerprint"],
-            **common,
-        )
-    try:
-        value = float(data["value"])
-    except ValueError:
-        raise EventError(f"value must be a float, got {data['value']!r}") from None
-    return Outcome(metric=data["metric"], value=value, **common)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +156,7 @@ def _script_calls(events: Iterable[Event], maxlen: int | None) -> list[tuple[Any
         rows = groups.get(key)
         if rows is None:
             rows = groups[key] = []
-        rows.append(_values(event))
+        rows.append(wire_values(event))
         if len(rows) >= _EVENTS_PER_SCRIPT:
             flush(key, rows)
             del groups[key]
@@ -863,7 +665,7 @@ def iter_events(
         yield from _unseen(entries, seen if dedupe else None, raw)
         if len(entries) < batch:
             return
-        low = "(" + _text(entries[-1][0])  # exclusive range start (Redis >= 6.2)
+        low = "(" + as_str(entries[-1][0])  # exclusive range start (Redis >= 6.2)
 
 
 def _unseen(entries: Iterable[tuple[Any, Any]], seen: set[Any] | None, raw: bool) -> Iterator[Any]:
@@ -897,7 +699,7 @@ async def aiter_events(
             yield event
         if len(entries) < batch:
             return
-        low = "(" + _text(entries[-1][0])
+        low = "(" + as_str(entries[-1][0])
 
 
 def ensure_group(client: redis.Redis, key: str, group: str, start_id: str = "0") -> bool:
@@ -918,7 +720,7 @@ def ensure_group(client: redis.Redis, key: str, group: str, start_id: str = "0")
 def _entries(entries: Iterable[tuple[Any, Any]], raw: bool) -> list[tuple[str, Any]]:
     # Entries deleted from the stream while pending come back as (id, None) / (None, None).
     return [
-        (_text(entry_id), fields if raw else decode(fields))
+        (as_str(entry_id), fields if raw else decode(fields))
         for entry_id, fields in entries
         if entry_id is not None and fields is not None
     ]
@@ -938,7 +740,8 @@ def read_group(
 
     ``block_ms`` waits for entries; keep it below the client's socket timeout (5 s by default).
     Entries stay pending until ``ack``ed; ``autoclaim`` hands those of dead consumers to others.
-    A malformed entry raises ``EventError``; read it with ``raw=True`` to ack it past.
+    A malformed entry raises ``abtest.event_fields.EventError``; read it with ``raw=True`` to ack
+    it past.
     """
     reply = client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms)
     if not reply:
@@ -970,18 +773,12 @@ def autoclaim(
     until it is ``"0-0"`` to sweep the whole pending list.
     """
     reply = client.xautoclaim(key, group, consumer, min_idle_ms, start_id=start_id, count=count)
-    return _text(reply[0]), _entries(reply[1], raw)
+    return as_str(reply[0]), _entries(reply[1], raw)
 
 
 # ---------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------
-
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "kind",
-    *EXPOSURE_FIELDS,
-    *(name for name in OUTCOME_FIELDS if name not in EXPOSURE_FIELDS),
-)
 
 
 def export_parquet(

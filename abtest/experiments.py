@@ -116,7 +116,7 @@ class Experiment(_Frozen):
     description: str = ""
     status: Literal["draft", "running", "stopped"] = "draft"
     winner: str | None = None
-    flow: str | tuple[str, ...] = "variants.summarization"
+    flow: str | tuple[str, ...]
     hash_attribute: str = "user_id"
     hash_version: Literal[1, 2] = 2
     seed: str | None = None
@@ -266,6 +266,33 @@ def load_experiment(path: str | Path) -> Experiment:
     except yaml.YAMLError as exc:
         raise ExperimentFileError(path, [_yaml_problem(exc)]) from None
     return parse_experiment(data, path)
+
+
+def partial_experiment(path: str | Path) -> Experiment | None:
+    """The flow and arms of a file that fails validation, as a minimal experiment (equal
+    weights, no metrics), so that `abtest validate` can check the arms' flows in the same pass
+    and list every problem of the file at once. None when even that cannot be read."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("arms"), list):
+        return None
+    arms = [
+        {key: arm[key] for key in ("name", "config", "modules") if key in arm}
+        for arm in data["arms"]
+        if isinstance(arm, dict) and isinstance(arm.get("name"), str)
+    ]
+    raw_id = data.get("id")
+    minimal = {
+        "id": raw_id if isinstance(raw_id, str) and re.fullmatch(ID_PATTERN, raw_id) else "unnamed",
+        "flow": data.get("flow"),
+        "arms": [{**arm, "weight": 1 / len(arms)} for arm in arms] if arms else [],
+    }
+    try:
+        return Experiment.model_validate(minimal)
+    except ValidationError:
+        return None
 
 
 def experiment_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -3,7 +3,7 @@
 Everything that talks to a model (prompt flows, the demo, benchmarks) goes through
 :class:`LLMClient`, so usage, latency and cost are measured identically for every variant of an
 experiment, whether the endpoint is OpenAI itself or the offline stand-in in
-:mod:`abtest.llm_server`.
+:mod:`abtest.devtools.llm_server`.
 
 Retries are done here, not by the SDK (the SDK clients get ``max_retries=0``): one loop decides
 what is retryable (429, 408, 5xx, timeouts, connection errors), uses exponential backoff with
@@ -235,8 +235,8 @@ class LLMClient:
     that ``asyncio.run`` finalizes) or by :meth:`aclose`.
 
     Configuration falls back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``; with no key and a
-    local base URL the key ``"local"`` is used, so :mod:`abtest.llm_server` works out of the
-    box. ``prices=None`` reads :meth:`PriceTable.from_env` (bad ``ABTEST_PRICES`` fails here,
+    local base URL the key ``"local"`` is used, so :mod:`abtest.devtools.llm_server` works out
+    of the box. ``prices=None`` reads :meth:`PriceTable.from_env` (bad ``ABTEST_PRICES`` fails here,
     early, with :class:`PriceConfigError`).
     """
 

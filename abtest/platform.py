@@ -1,22 +1,72 @@
 """The live set of experiments: definitions, router, flows and fingerprints, loaded together.
 
-The API, the CLI and the demo all serve from one `Platform`. It is immutable once built, so a
-hot reload builds a new one beside the old and swaps a single reference: requests in flight
-finish on the definitions they started with, and a file that fails validation never replaces
-what is live.
+The API, the CLI, the demo and applications in-process all serve from one `Platform`, and
+`Platform.run` is the one run path they share: assign the unit, validate the inputs, run the
+arm's flow, and say which events record it. It is immutable once built, so a hot reload builds
+a new one beside the old and swaps a single reference: requests in flight finish on the
+definitions they started with, and a file that fails validation never replaces what is live.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from abtest.event_fields import Event
 from abtest.experiments import Experiment, definition_sha, load_experiments
-from abtest.flows import REGISTRY_PREFIX, FlowRegistry
+from abtest.flows import REGISTRY_PREFIX, FlowInputError, FlowRegistry, FlowResult
 from abtest.llm import LLMClient
 from abtest.prompts import PromptRegistry
-from abtest.router import Router
+from abtest.router import Assignment, Router
+from abtest.tracking import exposure, run_outcomes
+
+
+def uses_prompt_registry(experiments: Iterable[Experiment]) -> bool:
+    """Whether an arm binds a prompt node to the prompt registry (`registry:name@label`)."""
+    return any(
+        isinstance(value, str) and value.startswith(REGISTRY_PREFIX)
+        for experiment in experiments
+        for arm in experiment.arms
+        for value in arm.config.values()
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One unit's run: its assignment, the flow's result and the events that record it (the
+    exposure, when the unit is in the experiment, and the run's automatic outcomes)."""
+
+    unit_id: str
+    assignment: Assignment
+    result: FlowResult
+    events: list[Event]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.result.outputs
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run as the API answers it (DESIGN.md, API)."""
+        result = self.result
+        return {
+            "experiment_id": self.assignment.experiment_id,
+            "unit_id": self.unit_id,
+            "arm": self.assignment.arm,
+            "in_experiment": self.assignment.in_experiment,
+            "request_id": result.run_id,
+            "outputs": result.outputs,
+            "prompts": {
+                node: {"prompt_id": use.prompt_id, "version": use.version, "sha256": use.sha256}
+                for node, use in result.prompts.items()
+            },
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cost_usd": result.cost_usd,
+            "latency_ms": result.latency_ms,
+            "error": result.error,
+        }
 
 
 @dataclass(frozen=True)
@@ -38,11 +88,13 @@ class Platform:
         llm_client: LLMClient | None = None,
         prompt_registry: PromptRegistry | None = None,
         source: Path | None = None,
+        **limits: int,
     ) -> Platform:
         """Build the router and every arm's driver; raises `FlowConfigError` naming the
-        experiment, arm and node of every problem."""
+        experiment, arm and node of every problem. `limits`: `max_input_chars`,
+        `max_input_bytes` (see `FlowRegistry`)."""
         flows = FlowRegistry.from_experiments(
-            experiments, llm_client=llm_client, prompt_registry=prompt_registry
+            experiments, llm_client=llm_client, prompt_registry=prompt_registry, **limits
         )
         return cls(
             experiments=dict(experiments),
@@ -59,6 +111,7 @@ class Platform:
         *,
         llm_client: LLMClient | None = None,
         prompt_registry: PromptRegistry | None = None,
+        **limits: int,
     ) -> Platform:
         """Load every definition under `path` (raises `ExperimentFileError`) and build."""
         return cls.from_experiments(
@@ -66,7 +119,57 @@ class Platform:
             llm_client=llm_client,
             prompt_registry=prompt_registry,
             source=Path(path),
+            **limits,
         )
+
+    def run(
+        self,
+        experiment_id: str,
+        unit_id: str,
+        inputs: Mapping[str, Any],
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Assign `unit_id`, run its arm's flow on `inputs`, and return the run with the events
+        that record it (append them to an event log to count the run).
+
+        Raises `UnknownExperimentError`, and `FlowInputError` when the inputs do not fit the
+        experiment's input model or the flow refuses them: nothing is to be recorded then. Any
+        other failure (LLM, prompt registry, a bug of the flow) is a `Run` whose
+        `result.error` is set and whose events record `error=1`.
+        """
+        self.router.experiment(experiment_id)
+        values = self.flows.validate_inputs(experiment_id, inputs)
+        assignment = self.router.assign(experiment_id, unit_id, attributes)
+        result = self.flows.run(experiment_id, assignment.arm, values)
+        return self._recorded(unit_id, assignment, result)
+
+    async def arun(
+        self,
+        experiment_id: str,
+        unit_id: str,
+        inputs: Mapping[str, Any],
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """`run` with the flow in a worker thread (see `FlowRegistry.arun`)."""
+        self.router.experiment(experiment_id)
+        values = self.flows.validate_inputs(experiment_id, inputs)
+        assignment = self.router.assign(experiment_id, unit_id, attributes)
+        result = await self.flows.arun(experiment_id, assignment.arm, values)
+        return self._recorded(unit_id, assignment, result)
+
+    def _recorded(self, unit_id: str, assignment: Assignment, result: FlowResult) -> Run:
+        if result.error_kind == "bad_input":
+            raise FlowInputError(result.error or "the flow refused its inputs")
+        event = exposure(
+            assignment,
+            unit_id,
+            result.run_id,
+            self.definition_shas[assignment.experiment_id],
+            result.fingerprint,
+        )
+        events: list[Event] = [event] if event is not None else []
+        events.extend(run_outcomes(assignment, unit_id, result))
+        return Run(unit_id, assignment, result, events)
 
     def fingerprint(self, experiment_id: str, arm: str) -> str:
         """sha256 over the arm's config and prompt templates (DESIGN.md, Events).

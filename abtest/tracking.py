@@ -9,10 +9,10 @@ experiment knows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from abtest.events import Exposure, Outcome
+from abtest.event_fields import Exposure, Outcome
 from abtest.experiments import AUTOMATIC_METRICS, Experiment
-from abtest.flows import FlowResult
 from abtest.router import Assignment
 
 
@@ -49,7 +49,33 @@ def exposure(
     )
 
 
-def run_outcomes(assignment: Assignment, unit_id: str, result: FlowResult) -> list[Outcome]:
+class RunUsage(Protocol):
+    """What the automatic outcomes read of a finished run.
+
+    `abtest.flows.FlowResult` is one. Described here rather than imported, so that these rules
+    stay below the flow runtime (a layer up) and can be tested with a plain object.
+    """
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def latency_ms(self) -> float: ...
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+    @property
+    def cost_usd(self) -> float: ...
+
+
+def run_outcomes(assignment: Assignment, unit_id: str, result: RunUsage) -> list[Outcome]:
     """The automatic outcomes of one run (DESIGN.md, Events), empty outside the experiment."""
     if not assignment.in_experiment:
         return []

@@ -1,5 +1,9 @@
 """Analysis: Redis Streams -> DataFrames -> statistics -> reports.
 
+It imports only the bottom layer of ``abtest`` (``abtest.experiments``, ``abtest.event_fields``;
+``tests/test_layers.py`` checks it), so a notebook can use it without the service: whoever
+calls it passes the Redis client or URL to read.
+
 The public entry points are importable from here, lazily, so that ``import analysis.stats``
 stays free of pandas, Matplotlib and Redis:
 

@@ -49,6 +49,7 @@ from analysis.stats import (
     compare_ratio,
     srm_p_value,
 )
+from analysis.table_html import TableRow, render_table_html
 
 __all__ = [
     "SRM_THRESHOLD",
@@ -283,9 +284,9 @@ class ExperimentResult:
         )
 
     def _repr_html_(self) -> str:
-        from analysis.report import render_table_html
-
-        return render_table_html(self)
+        """The summary and the results table, which notebooks show for a result."""
+        rows = [table_row(row) for row in self.rows]
+        return render_table_html(self.experiment_id, self.summary_sentences(), rows)
 
 
 # --- analysis ---------------------------------------------------------------------------
@@ -1017,6 +1018,67 @@ def format_number(x: float) -> str:
     if abs(x) >= 1000:
         return f"{x:,.0f}"
     return f"{x:.4g}"
+
+
+def format_p(p: float) -> str:
+    """p-values with four decimals, ``"<0.0001"`` below that, ``"–"`` when undefined."""
+    if not math.isfinite(p):
+        return "–"
+    if p < 1e-4:
+        return "<0.0001"
+    return f"{p:.4f}"
+
+
+def _signed_number(x: float) -> str:
+    return ("+" if x > 0 else "") + format_number(x) if math.isfinite(x) else "–"
+
+
+def _signed_percent(x: float) -> str:
+    return ("+" if x > 0 else "") + format_percent(x) if math.isfinite(x) else "–"
+
+
+def _interval(low: float, high: float, fmt) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def table_row(row: ArmMetricResult) -> TableRow:
+    """The row as the results table shows it (:mod:`analysis.table_html`): numbers formatted,
+    intervals in brackets, the status in words, ``css`` marking significant changes."""
+    flags = tuple(
+        flag
+        for flag, on in (("primary", row.metric.primary), ("guardrail", row.metric.guardrail))
+        if on
+    )
+    direction = "higher is better" if row.metric.direction == "increase" else "lower is better"
+    cmp = row.comparison
+    if cmp is None:
+        return TableRow(
+            row.metric.name, row.arm, flags, direction, f"{row.units:,}",
+            format_number(row.mean), "", "", "", "", "", "", "", "control", "control",
+        )  # fmt: skip
+    css = "better" if row.better else "worse" if row.worse else ""
+    status = "" if row.status == "ok" else status_message(row.status)
+    if row.significant:
+        status = ("better" if row.better else "worse") + (f"; {status}" if status else "")
+    return TableRow(
+        metric=row.metric.name,
+        arm=row.arm,
+        flags=flags,
+        direction=direction,
+        units=f"{row.units:,}",
+        mean=format_number(row.mean),
+        diff=_signed_number(cmp.diff),
+        diff_ci=_interval(cmp.ci_low, cmp.ci_high, format_number),
+        lift=_signed_percent(cmp.lift),
+        lift_ci=_interval(cmp.lift_ci_low, cmp.lift_ci_high, format_percent),
+        p_value=format_p(cmp.p_value),
+        p_adjusted=format_p(row.p_adjusted),
+        chance=format_percent(row.chance_to_beat_control),
+        status=status,
+        css=css,
+    )
 
 
 def _ci_words(result: ArmMetricResult, alpha: float) -> str:

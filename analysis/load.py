@@ -3,10 +3,12 @@
 Two sources give the same frames:
 
 * :func:`load_events` reads the experiment's two Redis Streams (DESIGN.md, Events) with
-  ``XRANGE ... COUNT`` in batches. The next batch is requested before the current one is
-  converted, so Redis prepares it while Python works; replies are parsed by hiredis into bytes
-  and turned into columns batch by batch (no per-event dicts when, as written by
-  ``abtest.events``, every event of a batch has the same fields in the same order).
+  ``XRANGE ... COUNT`` in batches, from the Redis client or URL it is given: this package
+  imports only the bottom layer of ``abtest`` (the event fields), so it never picks a store
+  itself. The next batch is requested before the current one is converted, so Redis prepares
+  it while Python works; replies are parsed by hiredis into bytes and turned into columns
+  batch by batch (no per-event dicts when, as written by ``abtest.events``, every event of a
+  batch has the same fields in the same order).
 * :func:`load_events_parquet` reads a Parquet export (``abtest export``): one file with a
   ``kind`` column (``exposure`` | ``outcome``) and every field.
 
@@ -40,17 +42,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from abtest.events import EXPOSURE_FIELDS, OUTCOME_FIELDS
+from abtest.event_fields import EXPOSURE_FIELDS, OUTCOME_FIELDS, stream_key
 
 __all__ = [
     "EXPOSURE_COLUMNS",
-    "EXPOSURE_FIELDS",
     "OUTCOME_COLUMNS",
-    "OUTCOME_FIELDS",
     "empty_events",
     "load_events",
     "load_events_parquet",
-    "stream_keys",
 ]
 
 EXPOSURE_COLUMNS: tuple[str, ...] = (*EXPOSURE_FIELDS[:2], "time", *EXPOSURE_FIELDS[2:])
@@ -69,11 +68,6 @@ DEFAULT_BATCH = 10_000
 """Events per XRANGE call: large enough to amortise round trips, small enough to stream."""
 
 
-def stream_keys(experiment_id: str) -> tuple[str, str]:
-    """The exposure and outcome stream keys of an experiment (braces are a cluster hash tag)."""
-    return f"abtest:{{{experiment_id}}}:exposures", f"abtest:{{{experiment_id}}}:outcomes"
-
-
 def empty_events() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Empty exposures and outcomes frames with the typed columns of :func:`load_events`."""
     return (
@@ -84,7 +78,7 @@ def empty_events() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def load_events(
     experiment_id: str,
-    redis: Any = None,
+    redis: Any,
     *,
     batch_size: int = DEFAULT_BATCH,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -94,10 +88,11 @@ def load_events(
     ----------
     experiment_id : str
         The experiment whose streams ``abtest:{<id>}:exposures`` and ``...:outcomes`` to read.
-    redis : redis.Redis, str or None
+    redis : redis.Redis or str
         A client (its connection settings are reused on a private connection, so its
-        ``decode_responses`` setting does not matter), a ``redis://``/``unix://`` URL, or
-        None for the platform's default store (``abtest.store.sync_client()``).
+        ``decode_responses`` setting does not matter) or a ``redis://``/``unix://`` URL. The
+        platform's store is ``abtest.store.sync_client()`` (or ``abtest.store.redis_url()``);
+        the caller passes it, so that analysis needs none of the service to run.
     batch_size : int, default 10,000
         Events per ``XRANGE`` call.
 
@@ -126,7 +121,8 @@ def load_events(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    exposures_key, outcomes_key = stream_keys(experiment_id)
+    exposures_key = stream_key(experiment_id, "exposure")
+    outcomes_key = stream_key(experiment_id, "outcome")
     with _reader(redis) as read:
         with _gc_paused():
             # Outcomes first: a unit's exposure is written before its outcomes, so every outcome
@@ -221,10 +217,6 @@ def _reader(redis: Any) -> Iterator[Any]:
     """Yield ``read(key, fields, batch_size) -> _Columns`` over a private connection."""
     import redis as redis_py
 
-    if redis is None:
-        from abtest.store import sync_client  # the default store; imported only when needed
-
-        redis = sync_client()
     if isinstance(redis, str):
         pool = redis_py.ConnectionPool.from_url(
             redis, decode_responses=False, protocol=2, socket_read_size=1 << 20

@@ -1,9 +1,10 @@
 """Render an :class:`~analysis.analyze.ExperimentResult` as HTML, JSON or CSV.
 
-The report reads the result dataclasses only: every number comes from the result, is
-formatted here, and the Jinja2 template places strings. Plots are drawn with Matplotlib's Agg
-canvas (no pyplot, no global state) and embedded as base64 PNGs, so the HTML is one
-self-contained file.
+The report reads the result dataclasses only: every number comes from the result and is
+formatted before the Jinja2 template places it. The results table is the one a notebook shows
+for a result (:mod:`analysis.table_html`), so the two never disagree. Plots are drawn with
+Matplotlib's Agg canvas (no pyplot, no global state) and embedded as base64 PNGs, so the HTML
+is one self-contained file.
 
 :func:`build_report` is the one-call path used by ``abtest report``: load the definition,
 load the events, analyse and render.
@@ -15,30 +16,32 @@ import base64
 import io
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
 import numpy as np
 import pandas as pd
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from abtest.experiments import Experiment, ExperimentFileError, check_files
 from analysis.analyze import (
     SRM_THRESHOLD,
     TABLE_COLUMNS,
-    ArmMetricResult,
     ExperimentResult,
-    format_number,
+    analyze,
     format_percent,
-    status_message,
+    table_row,
 )
+from analysis.load import load_events
+from analysis.table_html import STYLE, render_table
 
 __all__ = [
     "DIAGNOSTIC_LABELS",
+    "analyze_stored",
     "build_report",
+    "render",
     "render_report",
-    "render_table_html",
     "to_csv",
     "to_json",
 ]
@@ -110,84 +113,6 @@ def to_csv(result: ExperimentResult) -> str:
 
 
 # --- formatting -----------------------------------------------------------------------------
-
-
-def format_p(p: float) -> str:
-    """p-values with four decimals, ``"<0.0001"`` below that, ``"–"`` when undefined."""
-    if not math.isfinite(p):
-        return "–"
-    if p < 1e-4:
-        return "<0.0001"
-    return f"{p:.4f}"
-
-
-def _signed_number(x: float) -> str:
-    return ("+" if x > 0 else "") + format_number(x) if math.isfinite(x) else "–"
-
-
-def _signed_percent(x: float) -> str:
-    return ("+" if x > 0 else "") + format_percent(x) if math.isfinite(x) else "–"
-
-
-def _interval(low: float, high: float, fmt) -> str:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return ""
-    return f"[{fmt(low)}, {fmt(high)}]"
-
-
-@dataclass(frozen=True)
-class _Row:
-    metric: str
-    arm: str
-    flags: tuple[str, ...]
-    direction: str
-    units: str
-    mean: str
-    diff: str
-    diff_ci: str
-    lift: str
-    lift_ci: str
-    p_value: str
-    p_adjusted: str
-    chance: str
-    status: str
-    css: str
-
-
-def _row(row: ArmMetricResult) -> _Row:
-    flags = tuple(
-        flag
-        for flag, on in (("primary", row.metric.primary), ("guardrail", row.metric.guardrail))
-        if on
-    )
-    direction = "higher is better" if row.metric.direction == "increase" else "lower is better"
-    cmp = row.comparison
-    if cmp is None:
-        return _Row(
-            row.metric.name, row.arm, flags, direction, f"{row.units:,}",
-            format_number(row.mean), "", "", "", "", "", "", "", "control", "control",
-        )  # fmt: skip
-    css = "better" if row.better else "worse" if row.worse else ""
-    status = "" if row.status == "ok" else status_message(row.status)
-    if row.significant:
-        status = ("better" if row.better else "worse") + (f"; {status}" if status else "")
-    return _Row(
-        metric=row.metric.name,
-        arm=row.arm,
-        flags=flags,
-        direction=direction,
-        units=f"{row.units:,}",
-        mean=format_number(row.mean),
-        diff=_signed_number(cmp.diff),
-        diff_ci=_interval(cmp.ci_low, cmp.ci_high, format_number),
-        lift=_signed_percent(cmp.lift),
-        lift_ci=_interval(cmp.lift_ci_low, cmp.lift_ci_high, format_percent),
-        p_value=format_p(cmp.p_value),
-        p_adjusted=format_p(row.p_adjusted),
-        chance=format_percent(row.chance_to_beat_control),
-        status=status,
-        css=css,
-    )
 
 
 def _srm_verdict(result: ExperimentResult) -> str:
@@ -336,56 +261,6 @@ def _traffic_plot(result: ExperimentResult) -> str:
 
 # --- HTML -----------------------------------------------------------------------------------
 
-_STYLE = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1200px; color: #1f2328; padding: 0 1em; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.6em; }
-.meta { color: #57606a; }
-.summary li { margin: 0.3em 0; }
-.warning { background: #fff1f0; border: 1px solid #cf222e; padding: 0.6em 1em; }
-.ok { background: #f0fff4; border: 1px solid #1a7f37; padding: 0.6em 1em; }
-table.results { border-collapse: collapse; font-size: 0.9em; }
-table.results th, table.results td { border-bottom: 1px solid #d0d7de; padding: 0.3em 0.6em;
-       text-align: right; vertical-align: top; }
-table.results th { background: #f6f8fa; }
-table.results td.text, table.results th.text { text-align: left; }
-tr.better td { background: #dafbe1; } tr.worse td { background: #ffebe9; }
-tr.control td { color: #57606a; }
-.ci { color: #57606a; font-size: 0.85em; display: block; }
-.flag { font-size: 0.75em; border-radius: 0.8em; padding: 0.05em 0.5em; margin-left: 0.3em;
-        border: 1px solid #8c959f; }
-.flag.primary { border-color: #0969da; color: #0969da; }
-.flag.guardrail { border-color: #bf8700; color: #9a6700; }
-.plots img { max-width: 100%; margin: 0.4em 0.6em 0.4em 0; }
-"""
-
-_TABLE_TEMPLATE = """
-<table class="results">
-<thead><tr>
-  <th class="text">metric</th><th class="text">arm</th><th>units</th><th>mean</th>
-  <th>diff</th><th>lift</th><th>p-value</th><th>adjusted p</th><th>chance better</th>
-  <th class="text">status</th>
-</tr></thead>
-<tbody>
-{% for r in rows %}
-<tr class="{{ r.css }}">
-  <td class="text">{{ r.metric }}{% for f in r.flags %}<span class="flag {{ f }}">{{ f }}</span>
-  {%- endfor %}</td>
-  <td class="text">{{ r.arm }}</td>
-  <td>{{ r.units }}</td>
-  <td>{{ r.mean }}</td>
-  <td>{{ r.diff }}<span class="ci">{{ r.diff_ci }}</span></td>
-  <td>{{ r.lift }}<span class="ci">{{ r.lift_ci }}</span></td>
-  <td>{{ r.p_value }}</td>
-  <td>{{ r.p_adjusted }}</td>
-  <td>{{ r.chance }}</td>
-  <td class="text">{{ r.status }}</td>
-</tr>
-{% endfor %}
-</tbody>
-</table>
-"""
-
 _REPORT_TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -467,20 +342,9 @@ def _table_note(result: ExperimentResult) -> str:
     )
 
 
-def render_table_html(result: ExperimentResult) -> str:
-    """An HTML fragment: summary sentences and the results table (for notebooks)."""
-    table = _ENV.from_string(_TABLE_TEMPLATE).render(rows=[_row(r) for r in result.rows])
-    summary = "".join(f"<li>{escape(s)}</li>" for s in result.summary_sentences())
-    return (
-        f"<div><style>{_STYLE}</style>"
-        f"<p><b>{escape(result.experiment_id)}</b></p>"
-        f"<ul class='summary'>{summary}</ul>{table}</div>"
-    )
-
-
 def render_report(result: ExperimentResult) -> str:
     """One self-contained HTML page: summary, traffic and SRM, table, plots, diagnostics."""
-    table = _ENV.from_string(_TABLE_TEMPLATE).render(rows=[_row(r) for r in result.rows])
+    table = render_table([table_row(r) for r in result.rows])
     forest = [
         {"metric": m.name, "src": _forest_plot(result, m.name)}
         for m in result.experiment.metrics
@@ -494,7 +358,7 @@ def render_report(result: ExperimentResult) -> str:
         experiment_id=result.experiment_id,
         description=result.experiment.description,
         settings=_settings_line(result),
-        style=Markup(_STYLE),
+        style=Markup(STYLE),
         summary=result.summary_sentences(),
         srm_warning=result.srm_warning,
         srm_verdict=_srm_verdict(result),
@@ -511,9 +375,7 @@ def render_report(result: ExperimentResult) -> str:
 # --- one call from the command line ----------------------------------------------------------
 
 
-def _find_experiment(experiment_id: str, experiments_dir: str | Path):
-    from abtest.experiments import ExperimentFileError, check_files
-
+def _find_experiment(experiment_id: str, experiments_dir: str | Path) -> Experiment:
     results = check_files([experiments_dir])
     known: list[str] = []
     for _path, outcome in results:
@@ -531,8 +393,8 @@ def _find_experiment(experiment_id: str, experiments_dir: str | Path):
 
 def build_report(
     experiment_id: str,
-    experiments_dir: str | Path = "experiments",
-    redis: Any = None,
+    experiments_dir: str | Path,
+    redis: Any,
     fmt: Format = "html",
     as_of: Any = None,
 ) -> str:
@@ -542,10 +404,10 @@ def build_report(
     ----------
     experiment_id : str
         The experiment's ``id``.
-    experiments_dir : str or Path, default "experiments"
+    experiments_dir : str or Path
         Directory (or file) of definitions.
-    redis : redis.Redis, str or None
-        Where the events are (see :func:`analysis.load.load_events`).
+    redis : redis.Redis or str
+        Where the events are, a client or a URL (see :func:`analysis.load.load_events`).
     fmt : {"html", "json", "csv"}
         Output format; JSON is :func:`to_json` serialised (indented, no NaN).
     as_of : optional
@@ -570,12 +432,10 @@ def _check_format(fmt: str) -> None:
         raise ValueError(f"unknown format {fmt!r}; expected 'html', 'json' or 'csv'")
 
 
-def analyze_stored(experiment: Any, redis: Any = None, as_of: Any = None) -> ExperimentResult:
-    """Load an experiment's events from Redis (see :func:`analysis.load.load_events`) and
-    analyse them: what the API, the demo and `build_report` share."""
-    from analysis.analyze import analyze
-    from analysis.load import load_events
-
+def analyze_stored(experiment: Experiment, redis: Any, as_of: Any = None) -> ExperimentResult:
+    """Load an experiment's events from Redis, a client or a URL (see
+    :func:`analysis.load.load_events`), and analyse them: what the API, the demo and
+    `build_report` share."""
     exposures, outcomes = load_events(experiment.id, redis)
     return analyze(experiment, exposures, outcomes, as_of=as_of)
 

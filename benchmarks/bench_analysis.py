@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from abtest.event_fields import stream_key  # noqa: E402
 from abtest.experiments import parse_experiment  # noqa: E402
 
 UNITS = 1_000_000
@@ -117,39 +118,25 @@ def bench_analyze() -> dict:
 
 
 def _write_events(client, experiment_id: str) -> int:
-    from tests.analysis_support import T0, write_events
+    from tests.analysis_support import T0, exposure, outcome, write_events
 
     arms = ("control", "v2", "v3")
     metrics = ("latency_ms", "cost_usd", "responses", "thumbs_up")
-
-    def exposures():
-        for i in range(LOAD_EXPOSURES):
-            yield {
-                "event_id": uuid.uuid4().hex,
-                "ts": str(T0 + i),
-                "experiment_id": experiment_id,
-                "unit_id": f"user-{i}",
-                "arm": arms[i % 3],
-                "request_id": uuid.uuid4().hex,
-                "definition_sha": "a" * 64,
-                "flow_fingerprint": "b" * 64,
-            }
-
-    def outcomes():
-        for i in range(LOAD_OUTCOMES):
-            unit = i % LOAD_EXPOSURES
-            yield {
-                "event_id": uuid.uuid4().hex,
-                "ts": str(T0 + LOAD_EXPOSURES + i),
-                "experiment_id": experiment_id,
-                "unit_id": f"user-{unit}",
-                "arm": arms[unit % 3],
-                "request_id": "",
-                "metric": metrics[i % 4],
-                "value": repr(0.5 + (i % 1000) / 7.0),
-            }
-
-    write_events(client, experiment_id, exposures(), outcomes(), chunk=10_000)
+    exposures = (
+        exposure(f"user-{i}", arms[i % 3], T0 + i, experiment_id) for i in range(LOAD_EXPOSURES)
+    )
+    outcomes = (
+        outcome(
+            f"user-{i % LOAD_EXPOSURES}",
+            arms[i % LOAD_EXPOSURES % 3],
+            metrics[i % 4],
+            0.5 + (i % 1000) / 7.0,
+            T0 + LOAD_EXPOSURES + i,
+            experiment_id,
+        )
+        for i in range(LOAD_OUTCOMES)
+    )
+    write_events(client, experiment_id, exposures, outcomes, chunk=10_000)
     return LOAD_EXPOSURES + LOAD_OUTCOMES
 
 
@@ -186,8 +173,7 @@ def bench_load() -> dict:
             "all_rates": rates,
         }
     finally:
-        for suffix in ("exposures", "outcomes"):
-            client.delete(f"abtest:{{{experiment_id}}}:{suffix}")
+        client.delete(stream_key(experiment_id, "exposure"), stream_key(experiment_id, "outcome"))
         client.close()
         if server is not None:
             server.shutdown(save=False)

@@ -24,14 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from abtest import store  # noqa: E402
-from abtest.events import (  # noqa: E402
-    EventLog,
-    Exposure,
-    Outcome,
-    SyncEventLog,
-    dedupe_key,
-    stream_key,
-)
+from abtest.event_fields import Exposure, Outcome, dedupe_key, stream_key  # noqa: E402
+from abtest.events import EventLog, SyncEventLog  # noqa: E402
 
 SHA = "0" * 64
 

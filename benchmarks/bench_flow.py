@@ -89,7 +89,7 @@ def _server_process() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    code = f"from abtest.llm_server import main; main(port={port})"
+    code = f"from abtest.devtools.llm_server import main; main(port={port})"
     child = subprocess.Popen(
         [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -118,7 +118,7 @@ def bench_runs(runs: int) -> dict[str, float]:
     from abtest.experiments import load_experiments
     from abtest.flows import FlowRecorder, FlowRegistry
     from abtest.llm import LLMClient
-    from abtest.pdfs import make_pdf
+    from variants.summarization.pdfs import make_pdf
 
     experiments = load_experiments(ROOT / "experiments")
     config = dict(experiments[EXPERIMENT_ID].arm(ARM).config)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from abtest.event_fields import stream_key
 from abtest.experiments import Experiment, parse_experiment
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in epoch ms
@@ -33,6 +34,7 @@ def experiment(
     return parse_experiment(
         {
             "id": "exp-test",
+            "flow": "variants.summarization",
             "arms": [{"name": name, "weight": weight} for name, weight in arms],
             "metrics": list(metrics or [{"name": "thumbs_up", "kind": "proportion"}]),
             "analysis": {"correction": "none", **analysis},
@@ -83,10 +85,6 @@ def outcome(
     }
 
 
-def stream_keys(experiment_id: str) -> tuple[str, str]:
-    return f"abtest:{{{experiment_id}}}:exposures", f"abtest:{{{experiment_id}}}:outcomes"
-
-
 def write_events(
     client,
     experiment_id: str,
@@ -95,9 +93,9 @@ def write_events(
     chunk: int = 5000,
 ) -> None:
     """Append events with plain pipelined XADDs, in the order given."""
-    exposures_key, outcomes_key = stream_keys(experiment_id)
     pipe = client.pipeline(transaction=False)
-    for key, events in ((exposures_key, exposures), (outcomes_key, outcomes)):
+    for kind, events in (("exposure", exposures), ("outcome", outcomes)):
+        key = stream_key(experiment_id, kind)
         for event in events:
             pipe.xadd(key, dict(event))
             if len(pipe) >= chunk:

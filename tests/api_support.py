@@ -13,9 +13,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from abtest.api import create_app
-from abtest.events import stream_key
-from abtest.pdfs import SAMPLE_REPORT, make_pdf
+from abtest.event_fields import stream_key
 from abtest.settings import Settings
+from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
 
 EXAMPLES = Path(__file__).parents[1] / "experiments"
 EXPERIMENT = "pdf-summary-prompts"
@@ -38,6 +38,14 @@ def api_client(home: Path, experiments: Path = EXAMPLES, **settings: Any) -> Ite
 
 def sample_pdf_b64() -> str:
     return base64.b64encode(make_pdf(SAMPLE_REPORT)).decode()
+
+
+def run_body(unit_id: str, query: str = "What did the pilot cost?", pdf: str | None = None) -> dict:
+    """A JSON run request of the summarizer experiment (the PDF base64-encoded)."""
+    return {
+        "unit_id": unit_id,
+        "inputs": {"pdf_source": pdf or sample_pdf_b64(), "user_query": query},
+    }
 
 
 def stream(client: redis.Redis, kind: str, experiment: str = EXPERIMENT) -> list[dict[str, str]]:

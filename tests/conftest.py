@@ -50,7 +50,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def report_pdf() -> bytes:
-    """A real four-page PDF with known facts (`abtest.pdfs.SAMPLE_REPORT`)."""
-    from abtest.pdfs import SAMPLE_REPORT, make_pdf
+    """A real four-page PDF with known facts (`variants.summarization.pdfs.SAMPLE_REPORT`)."""
+    from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
 
     return make_pdf(SAMPLE_REPORT)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_client, llm_server) -> None:
+    """The service's environment: the test Redis, the local model server, no API keys."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.base_url)
+    monkeypatch.delenv("ABTEST_API_KEYS", raising=False)
+    monkeypatch.delenv("ABTEST_ADMIN_KEYS", raising=False)

@@ -1,4 +1,5 @@
-"""Reusable fixtures for the local OpenAI-compatible model server (:mod:`abtest.llm_server`).
+"""Reusable fixtures for the local OpenAI-compatible model server
+(:mod:`abtest.devtools.llm_server`).
 
 Register with ``pytest_plugins = ["tests.llm_fixtures"]`` or import the fixtures by name.
 """
@@ -9,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from abtest.devtools.llm_server import ServerHandle, serve_in_thread
 from abtest.llm import LLMClient
-from abtest.llm_server import ServerHandle, serve_in_thread
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ def make_experiment(**fields: Any) -> Experiment:
     """A valid running experiment with three arms, with `fields` replacing the defaults."""
     data: dict[str, Any] = {
         "id": "exp",
+        "flow": "variants.summarization",
         "status": "running",
         "arms": [
             {"name": "control", "weight": 0.34, "config": {"prompt_version": "v1"}},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from abtest.events import EXPOSURE_FIELDS, OUTCOME_FIELDS
+from abtest.event_fields import EXPOSURE_FIELDS, OUTCOME_FIELDS
 from abtest.experiments import load_experiment
 from abtest.router import Router
 from tests.api_support import (
@@ -18,18 +18,10 @@ from tests.api_support import (
     EXPERIMENT,
     api_client,
     experiments_copy,
+    run_body,
     sample_pdf_b64,
     stream,
 )
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_client, llm_server) -> None:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.base_url)
-    monkeypatch.delenv("ABTEST_API_KEYS", raising=False)
-    monkeypatch.delenv("ABTEST_ADMIN_KEYS", raising=False)
-
 
 ROUTER = Router([load_experiment(EXAMPLES / "pdf_summary.yaml")])
 
@@ -192,16 +184,13 @@ def test_run_json_records_exposure_and_automatic_outcomes(env, tmp_path, redis_c
     with api_client(tmp_path) as client:
         response = client.post(
             f"/v1/experiments/{EXPERIMENT}/run",
-            json={
-                "unit_id": "u-7",
-                "user_query": "What did the pilot cost?",
-                "pdf_base64": sample_pdf_b64(),
-            },
+            json=run_body("u-7"),
         )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["arm"] == ROUTER.assign(EXPERIMENT, "u-7").arm
-    assert body["summary"] and body["error"] is None
+    assert set(body["outputs"]) == {"summarized_text"} and body["outputs"]["summarized_text"]
+    assert body["error"] is None
     assert body["prompt_tokens"] > 0 and body["completion_tokens"] > 0
     assert set(body["prompts"]) == {
         "summarize_chunk_of_text_prompt",
@@ -228,7 +217,7 @@ def test_run_with_a_pdf_upload(env, tmp_path, redis_client) -> None:
         response = client.post(
             f"/v1/experiments/{EXPERIMENT}/run",
             data={"unit_id": "qa-alice", "user_query": "Which routes were free?"},
-            files={"pdf": ("report.pdf", pdf, "application/pdf")},
+            files={"pdf_source": ("report.pdf", pdf, "application/pdf")},
         )
     assert response.status_code == 200, response.text
     assert response.json()["arm"] == "v2"
@@ -238,8 +227,8 @@ def test_run_with_a_pdf_upload(env, tmp_path, redis_client) -> None:
 @pytest.mark.parametrize(
     ("pdf", "fragment"),
     [
-        (base64.b64encode(b"%PDF-1.4 this is not a pdf").decode(), "unusable PDF"),
-        ("!!!not base64!!!", "pdf_base64 is not valid base64"),
+        (base64.b64encode(b"%PDF-1.4 this is not a pdf").decode(), "the PDF is corrupt"),
+        ("!!!not base64!!!", "body.inputs.pdf_source"),
     ],
 )
 def test_run_with_a_bad_pdf_is_422_and_records_nothing(
@@ -248,7 +237,7 @@ def test_run_with_a_bad_pdf_is_422_and_records_nothing(
     with api_client(tmp_path) as client:
         response = client.post(
             f"/v1/experiments/{EXPERIMENT}/run",
-            json={"unit_id": "u1", "user_query": "q", "pdf_base64": pdf},
+            json=run_body("u1", "q", pdf),
         )
     assert response.status_code == 422
     assert fragment in json.dumps(response.json())
@@ -258,7 +247,7 @@ def test_run_with_a_bad_pdf_is_422_and_records_nothing(
 def test_llm_failure_is_502_and_recorded_as_error(
     monkeypatch, redis_url, redis_client, tmp_path
 ) -> None:
-    from abtest.llm_server import serve_in_thread
+    from abtest.devtools.llm_server import serve_in_thread
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.delenv("ABTEST_API_KEYS", raising=False)
@@ -279,7 +268,7 @@ def test_llm_failure_is_502_and_recorded_as_error(
         with TestClient(app) as client:
             response = client.post(
                 f"/v1/experiments/{EXPERIMENT}/run",
-                json={"unit_id": "u1", "user_query": "q", "pdf_base64": sample_pdf_b64()},
+                json=run_body("u1", "q"),
             )
             metrics = client.get("/metrics").text
     assert response.status_code == 502
@@ -302,9 +291,9 @@ def test_api_keys(env, monkeypatch, tmp_path) -> None:
         metrics = client.get("/metrics")
     assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
     assert wrong.status_code == 403
-    assert right.status_code == 200 and right.json()[0]["id"] == EXPERIMENT
+    assert right.status_code == 200 and EXPERIMENT in [e["id"] for e in right.json()]
     assert admin_by_user.status_code == 403
-    assert admin.status_code == 200 and admin.json()["experiments"] == [EXPERIMENT]
+    assert admin.status_code == 200 and EXPERIMENT in admin.json()["experiments"]
     assert metrics.status_code == 401
 
 
@@ -365,6 +354,53 @@ def test_listing_and_definition(env, tmp_path) -> None:
     assert [a["name"] for a in listing[0]["arms"]] == ["control", "v2", "v2-small-chunks"]
     assert one["definition"]["id"] == EXPERIMENT
     assert one["definition_sha"] == listing[0]["definition_sha"]
+    assert one["outputs"] == ["summarized_text"]
+    inputs = one["inputs"]
+    assert sorted(inputs["properties"]) == ["pdf_source", "user_query"]
+    assert inputs["required"] == ["pdf_source", "user_query"]
+    assert inputs["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field", "message"),
+    [
+        ({"user_query": "q"}, "body.inputs.pdf_source", "Field required"),
+        (
+            {"pdf_source": "JVBERg==", "user_query": "q", "model": "gpt-4o"},
+            "body.inputs.model",
+            "Extra inputs are not permitted",
+        ),
+        (
+            {"pdf_source": "JVBERg==", "user_query": 42},
+            "body.inputs.user_query",
+            "Input should be a valid string",
+        ),
+        (
+            {"pdf_source": "JVBERg==", "user_query": "q" * 100_001},
+            "body.inputs.user_query",
+            "at most 100000 characters",
+        ),
+    ],
+)
+def test_run_inputs_that_do_not_fit_are_422_naming_the_input(
+    env, tmp_path, redis_client, inputs, field, message
+) -> None:
+    with api_client(tmp_path, max_upload_bytes=1_000_000) as client:
+        response = client.post(
+            f"/v1/experiments/{EXPERIMENT}/run", json={"unit_id": "u1", "inputs": inputs}
+        )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(d["field"] == field and message in d["message"] for d in detail), detail
+    assert stream(redis_client, "exposures") == [] and stream(redis_client, "outcomes") == []
+
+
+def test_a_flow_refusing_its_input_is_422_with_its_message(env, tmp_path, redis_client) -> None:
+    with api_client(tmp_path) as client:
+        response = client.post(f"/v1/experiments/{EXPERIMENT}/run", json=run_body("u1", "   "))
+    assert response.status_code == 422
+    assert response.json() == {"error": "bad_input", "detail": "user_query must not be empty"}
+    assert stream(redis_client, "exposures") == [] and stream(redis_client, "outcomes") == []
 
 
 def test_unit_id_limits_on_assign(env, tmp_path) -> None:
@@ -384,7 +420,7 @@ def test_nothing_secret_in_logs(env, tmp_path, caplog) -> None:
         client.post(
             f"/v1/experiments/{EXPERIMENT}/run",
             headers={"Authorization": "Bearer secret-key-123"},
-            json={"unit_id": "u1", "user_query": "q", "pdf_base64": sample_pdf_b64()},
+            json=run_body("u1", "q"),
         )
     assert "secret-key-123" not in caplog.text
     assert "Route 12" not in caplog.text

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from abtest.events import stream_key
+from abtest.event_fields import stream_key
 from tests.api_support import EXAMPLES, EXPERIMENT, api_client, experiments_copy
 from tests.redis_process import RedisProcess, free_port
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from abtest.api import create_app
-from abtest.serving import ServerHandle, serve_app_in_thread
+from abtest.devtools.serving import ServerHandle, serve_app_in_thread
 from abtest.settings import Settings
 from tests.api_support import EXAMPLES
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from abtest.cli import app
 from abtest.experiments import load_experiment
-from abtest.pdfs import SAMPLE_REPORT, make_pdf
 from abtest.router import Router
 from tests.api_support import EXAMPLES, EXPERIMENT, experiments_copy
+from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
 
 runner = CliRunner()
 
@@ -35,10 +35,10 @@ def test_run_prints_arm_prompts_and_summary(env, tmp_path: Path) -> None:
             "run",
             EXPERIMENT,
             "qa-bob",
-            "--pdf",
-            str(pdf),
-            "--query",
-            "What did it cost?",
+            "--input-file",
+            f"pdf_source={pdf}",
+            "--input",
+            "user_query=What did it cost?",
             "-e",
             str(EXAMPLES),
         ],
@@ -46,17 +46,47 @@ def test_run_prints_arm_prompts_and_summary(env, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "arm: v2-small-chunks (override)" in result.output
     assert "prompt: summarize_chunk_of_text_prompt = summarize-chunk v2" in result.output
-    assert "dollars" in result.output
+    assert "summarized_text:" in result.output and "dollars" in result.output
+
+
+def test_run_json_prints_the_run_as_the_api_answers_it(env, tmp_path: Path) -> None:
+    pdf = tmp_path / "report.pdf"
+    make_pdf(SAMPLE_REPORT, pdf)
+    args = ["run", EXPERIMENT, "qa-bob", "--input-file", f"pdf_source={pdf}", "--json"]
+    result = runner.invoke(app, [*args, "-i", "user_query=What did it cost?", "-e", str(EXAMPLES)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["arm"] == "v2-small-chunks" and "dollars" in body["outputs"]["summarized_text"]
+    assert body["error"] is None and body["prompt_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "give the run inputs with --input/--input-file: pdf_source (bytes), user_query (str)"),
+        (["-i", "user_query=q"], "input 'pdf_source': required input is missing"),
+        (["-i", "user_query"], "--input 'user_query': expected NAME=VALUE"),
+        (["-i", "user_query=q", "-i", "model=gpt-4o"], "input 'model': not an input of this flow"),
+        (["-i", "user_query=q", "--input-file", "pdf_source=/no/such.pdf"], "no such file"),
+    ],
+)
+def test_run_with_bad_inputs_fails_naming_the_input(env, args, needle) -> None:
+    result = runner.invoke(app, ["run", EXPERIMENT, "u1", *args, "-e", str(EXAMPLES)])
+    assert result.exit_code == 1, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
 
 
 def test_run_with_a_corrupt_pdf_fails_cleanly(env, tmp_path: Path) -> None:
     pdf = tmp_path / "bad.pdf"
     pdf.write_bytes(b"%PDF-1.4 garbage")
     result = runner.invoke(
-        app, ["run", EXPERIMENT, "u1", "--pdf", str(pdf), "--query", "q", "-e", str(EXAMPLES)]
+        app,
+        ["run", EXPERIMENT, "u1", "--input-file", f"pdf_source={pdf}", "-i", "user_query=q"]
+        + ["-e", str(EXAMPLES)],
     )
     assert result.exit_code == 1
-    assert "unusable PDF" in result.output
+    assert "the PDF is corrupt" in result.output
     assert "Traceback" not in result.output
 
 
@@ -69,7 +99,9 @@ def test_run_with_a_typo_in_the_arm_config_names_experiment_arm_and_node(env, tm
     pdf = tmp_path / "report.pdf"
     make_pdf(SAMPLE_REPORT, pdf)
     result = runner.invoke(
-        app, ["run", EXPERIMENT, "u1", "--pdf", str(pdf), "--query", "q", "-e", str(experiments)]
+        app,
+        ["run", EXPERIMENT, "u1", "--input-file", f"pdf_source={pdf}", "-i", "user_query=q"]
+        + ["-e", str(experiments)],
     )
     assert result.exit_code == 1
     assert EXPERIMENT in result.output and "v2" in result.output and "v9" in result.output
@@ -95,7 +127,8 @@ def test_prompts_push_label_show_list_history(env) -> None:
 
 
 def test_report_and_export_after_outcomes(env, tmp_path: Path, redis_client) -> None:
-    from abtest.events import Exposure, Outcome, SyncEventLog
+    from abtest.event_fields import Exposure, Outcome
+    from abtest.events import SyncEventLog
 
     router = Router([load_experiment(EXAMPLES / "pdf_summary.yaml")])
     events = []
@@ -137,6 +170,7 @@ def test_serve_refuses_invalid_experiments(env, tmp_path: Path) -> None:
 
 
 def test_demo_end_to_end_small(env, tmp_path: Path) -> None:
+    """Both example flows, each with its own simulated users; a second run starts afresh."""
     reports = tmp_path / "reports"
     args = ["demo", "--users", "90", "--reports", str(reports), "-e", str(EXAMPLES)]
     first = runner.invoke(app, args)
@@ -146,11 +180,18 @@ def test_demo_end_to_end_small(env, tmp_path: Path) -> None:
     html = (reports / f"{EXPERIMENT}.html").read_text()
     for arm in ("control", "v2", "v2-small-chunks"):
         assert arm in html
-    assert "90 runs ok, 0 failed" in second.output
-    assert "true thumbs_up rate" in second.output
-    table_units = [
-        int(line.split()[2])
-        for line in second.output.splitlines()
-        if line.strip().startswith("thumbs_up ")
-    ]
-    assert sum(table_units) == 90
+    support = load_experiment(EXAMPLES / "support_reply.yaml")
+    support_html = (reports / f"{support.id}.html").read_text()
+    for arm in support.arm_names:
+        assert arm in support_html
+    assert second.output.count("90 runs ok, 0 failed") == 2
+    assert second.output.count("true thumbs_up rate") == 2
+    sections = second.output.split("\n== ")[1:]
+    assert [section.split(" ==")[0] for section in sections] == [EXPERIMENT, support.id]
+    for section in sections:
+        table_units = [
+            int(line.split()[2])
+            for line in section.splitlines()
+            if line.strip().startswith("thumbs_up ")
+        ]
+        assert sum(table_units) == 90

@@ -11,26 +11,28 @@ import pytest
 import redis
 
 from abtest import store
-from abtest.events import (
-    AUTOMATIC_METRICS,
+from abtest.event_fields import (
     EventError,
-    EventLog,
     Exposure,
     Outcome,
+    decode,
+    dedupe_key,
+    encode,
+    kind_of,
+    stream_key,
+)
+from abtest.events import (
+    EventLog,
     SyncEventLog,
     ack,
     aiter_events,
     autoclaim,
-    decode,
-    dedupe_key,
-    encode,
     ensure_group,
     export_parquet,
     iter_events,
-    kind_of,
     read_group,
-    stream_key,
 )
+from abtest.experiments import AUTOMATIC_METRICS
 
 SHA = "a" * 64
 FLOW = "b" * 64

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from abtest.devtools.llm_server import serve_in_thread
 from abtest.experiments import Experiment, parse_experiment
 from abtest.flows import FlowConfigError, FlowRegistry, FlowResult
 from abtest.llm import LLMClient
-from abtest.llm_server import serve_in_thread
-from abtest.pdfs import SAMPLE_REPORT, make_pdf
 from abtest.prompts import PromptRegistry
 from abtest.tokens import estimate_message_tokens, estimate_tokens
+from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "pdf_summary.yaml"
@@ -30,6 +30,7 @@ CHUNK = "summarize_chunk_of_text_prompt"
 FINAL = "summarize_text_from_summaries_prompt"
 NODES = {
     "raw_text",
+    "query",
     "chunked_text",
     CHUNK,
     "chunk_prompts",
@@ -91,7 +92,7 @@ def test_every_arm_runs_end_to_end(results, experiment, flows):
         result = results[arm.name]
         assert result.ok, result.error
         assert result.error_kind is None
-        assert result.text and result.outputs == {"summarized_text": result.text}
+        assert set(result.outputs) == {"summarized_text"} and result.outputs["summarized_text"]
         assert set(result.timings_ms) == NODES
         assert all(ms >= 0 for ms in result.timings_ms.values())
         assert result.latency_ms >= result.timings_ms["final_completion"]
@@ -110,13 +111,15 @@ def test_prompt_versions_give_different_prompts_fingerprints_and_outputs(results
         assert control.prompts[node].sha256 != v2.prompts[node].sha256
         assert control.prompts[node].text != v2.prompts[node].text
     assert control.fingerprint != v2.fingerprint
-    assert control.text != v2.text
-    assert v2.text.startswith("- ") and not control.text.startswith("- ")
-    # module switching (variants.prompts.v2) runs byte-identical v2 prompts from another module
+    control_text, v2_text = control.outputs["summarized_text"], v2.outputs["summarized_text"]
+    assert control_text != v2_text
+    assert v2_text.startswith("- ") and not control_text.startswith("- ")
+    # module switching (variants.summarization.prompts.v2) runs byte-identical v2 prompts
+    # from another module
     for node in (CHUNK, FINAL):
         assert small.prompts[node].sha256 == v2.prompts[node].sha256
         assert v2.prompts[node].source == "variants.summarization"
-        assert small.prompts[node].source == "variants.prompts.v2"
+        assert small.prompts[node].source == "variants.summarization.prompts.v2"
     assert small.fingerprint != v2.fingerprint  # the configs differ (model, chunk size)
     assert len({r.fingerprint for r in results.values()}) == 3
 
@@ -181,7 +184,10 @@ def test_a_typo_in_prompt_version_fails_at_load_naming_experiment_arm_and_node()
     assert "experiment 'pdf-summary-prompts', arm 'v2', node 'summarize_chunk_of_text_prompt'" in (
         message
     )
-    assert "no implementation for prompt_version 'v9' (implemented: v1, v2, v3)" in message
+    assert (
+        "no implementation for this arm's config (prompt_version 'v9'; implemented: v1, v2, v3)"
+        in (message)
+    )
     assert {(p.arm, p.node) for p in info.value.problems} == {("v2", CHUNK), ("v2", FINAL)}
 
 
@@ -189,7 +195,7 @@ def test_a_prompt_module_must_agree_with_the_arms_prompt_version():
     data = example_data()
     data["arms"][2]["config"]["prompt_version"] = "v1"
     with pytest.raises(
-        FlowConfigError, match="from module 'variants.prompts.v2' is prompt_version"
+        FlowConfigError, match="from module 'variants.summarization.prompts.v2' is prompt_version"
     ):
         FlowRegistry.from_experiments([experiment_from(data)])
 
@@ -212,7 +218,13 @@ def test_a_later_module_may_replace_prompt_nodes_only():
         ({"prompt_version": "v2", "temperature": "hot"}, None, "Expected temperature"),
         ({"prompt_version": "v2"}, ["variants.nope"], "cannot import module 'variants.nope'"),
         ({"prompt_version": "v2", "chunk_tokens": 4}, None, "chunk_tokens (4) must be >= 16"),
-        ({}, None, "has no implementation (the arm sets no prompt_version)"),
+        ({}, None, "has no implementation for this arm's config (prompt_version None"),
+        ({"prompt_version": "v2", "temprature": 0.2}, None, "did you mean 'temperature'?"),
+        (
+            {"prompt_version": "v2", "user_query": "x"},
+            None,
+            "config key 'user_query' is a run input",
+        ),
     ],
 )
 def test_bad_arm_configs_fail_at_load(config, modules, needle):
@@ -229,7 +241,7 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(FlowConfigError) as info:
         FlowRegistry.from_experiments([experiment_from(data)])
     assert {p.arm for p in info.value.problems} == {"control", "v2"}
-    assert str(info.value).startswith("3 problems in prompt flows:")
+    assert str(info.value).startswith("3 problems in prompt flows:"), str(info.value)
 
 
 # -- bad input and failures: a FlowResult, never an exception -------------------------------------
@@ -248,7 +260,7 @@ def bad_pdfs(report_pdf) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     "case, needle, reason",
     [
-        ("corrupt", "unusable PDF (corrupt)", "corrupt"),
+        ("corrupt", "the PDF is corrupt", "corrupt"),
         ("not a pdf", "not a PDF", "corrupt"),
         ("encrypted", "encrypted (password-protected)", "encrypted"),
         ("no text", "no extractable text", "no_text"),
@@ -266,28 +278,38 @@ def test_bad_pdfs_give_a_bad_input_result(flows, bad_pdfs, case, needle, reason,
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_oversized_pdfs_give_a_bad_input_result(flows, report_pdf, monkeypatch, session_llm_client):
-    monkeypatch.setenv("ABTEST_PDF_MAX_BYTES", "1000")
-    result = flows.run(EXPERIMENT_ID, "control", {"pdf_source": report_pdf, "user_query": QUERY})
-    assert (result.error_kind, result.error_reason) == ("bad_input", "too_large")
-    assert "unusable PDF (too_large): the PDF is too large" in result.error
-    monkeypatch.delenv("ABTEST_PDF_MAX_BYTES")
-    paged = FlowRegistry.from_experiments(
-        [two_arm_experiment({"prompt_version": "v2", "max_pdf_pages": 3})],
+def test_pdf_limits_are_arm_config_not_request_input(report_pdf, session_llm_client):
+    limited = FlowRegistry.from_experiments(
+        [two_arm_experiment({"prompt_version": "v2", "max_pdf_pages": 3, "max_pdf_bytes": 9000})],
         llm_client=session_llm_client,
     )
-    result = paged.run(EXPERIMENT_ID, "b", {"pdf_source": report_pdf, "user_query": QUERY})
-    assert result.error_kind == "bad_input"
-    assert "too many pages: 4 (limit 3)" in result.error
+    result = limited.run(EXPERIMENT_ID, "b", {"pdf_source": report_pdf, "user_query": QUERY})
+    assert (result.error_kind, result.error_reason) == ("bad_input", "too_large")
+    assert "the PDF is too large" in result.error or "too many pages: 4 (limit 3)" in result.error
+    # a caller cannot raise the limit: it is not an input of the flow
+    raised = limited.run(
+        EXPERIMENT_ID,
+        "b",
+        {"pdf_source": report_pdf, "user_query": QUERY, "max_pdf_pages": 100},
+    )
+    assert raised.error_kind == "bad_input"
+    assert "input 'max_pdf_pages': not an input of this flow" in raised.error
 
 
 @pytest.mark.parametrize(
     "inputs, needle",
     [
-        ({"user_query": QUERY}, "missing pdf_source"),
-        ({"pdf_source": b"%PDF", "user_query": QUERY, "model": "gpt-4o"}, "unknown model"),
-        ({"pdf_source": b"%PDF", "user_query": "  "}, "user_query must be a non-empty string"),
-        ({"pdf_source": 42, "user_query": QUERY}, "pdf_source must be a path"),
+        ({"user_query": QUERY}, "input 'pdf_source': required input is missing"),
+        (
+            {"pdf_source": b"%PDF", "user_query": QUERY, "model": "gpt-4o"},
+            "input 'model': not an input of this flow",
+        ),
+        ({"pdf_source": b"%PDF", "user_query": "  "}, "user_query must not be empty"),
+        (
+            {"pdf_source": 42, "user_query": QUERY},
+            "input 'pdf_source': Input should be a valid bytes",
+        ),
+        ({"pdf_source": b"%PDF", "user_query": "q" * 4001}, "user_query is too long: 4001"),
     ],
 )
 def test_bad_inputs_give_a_bad_input_result(flows, inputs, needle):
@@ -296,22 +318,36 @@ def test_bad_inputs_give_a_bad_input_result(flows, inputs, needle):
     assert needle in result.error
 
 
-class UnreadableUpload:
-    """A file object whose stream breaks: not the user's fault, so an internal error."""
+BUGGY_FLOW = """
+INPUTS = ("text",)
+FINAL_VARS = ("ratio",)
+SAMPLE_INPUTS = {"text": "ab"}
 
-    def read(self, size: int = -1) -> bytes:
-        raise OSError("connection reset while reading the upload")
+
+def ratio(text: str) -> float:
+    return len(text) / (len(text) - 2 if text != "ab" else 1)
+"""
 
 
-def test_unexpected_failures_are_internal_errors_and_logged(flows, caplog):
+def test_a_flow_bug_is_an_internal_error_and_logged(tmp_path, monkeypatch, caplog):
+    (tmp_path / "buggy_flow.py").write_text(BUGGY_FLOW, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {
+        "id": "buggy",
+        "flow": "buggy_flow",
+        "arms": [
+            {"name": "control", "weight": 0.5, "config": {}},
+            {"name": "b", "weight": 0.5, "config": {}},
+        ],
+        "metrics": [{"name": "error", "kind": "proportion"}],
+    }
+    registry = FlowRegistry.from_experiments([parse_experiment(data, "buggy.yaml")])
     with caplog.at_level(logging.INFO):
-        result = flows.run(
-            EXPERIMENT_ID, "control", {"pdf_source": UnreadableUpload(), "user_query": QUERY}
-        )
+        result = registry.run("buggy", "control", {"text": "xy"})
     assert (result.error_kind, result.error_reason) == ("internal", None)
-    assert result.error == "internal error: OSError: connection reset while reading the upload"
+    assert result.error == "flow error in node 'ratio': ZeroDivisionError: division by zero"
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert [r.name for r in logged] == ["abtest.flows"]  # ours, with the traceback
+    assert [r.name for r in logged] == ["abtest.flows.registry"]  # ours, with the traceback
     assert logged[0].exc_info is not None
 
 
@@ -374,10 +410,16 @@ def test_concurrent_runs_of_the_same_drivers_do_not_mix(experiment, report_pdf):
         for t in threads:
             t.join()
     assert len({r.run_id for r in got}) == len(jobs)
-    assert len({r.text for r in got}) > 3  # the questions really lead to different answers
+    assert (
+        len({r.outputs["summarized_text"] for r in got}) > 3
+    )  # the questions really lead to different answers
     for want, have in zip(expected, got, strict=True):
         assert have.ok, have.error
-        assert (have.arm, have.text, have.fingerprint) == (want.arm, want.text, want.fingerprint)
+        assert (have.arm, have.outputs["summarized_text"], have.fingerprint) == (
+            want.arm,
+            want.outputs["summarized_text"],
+            want.fingerprint,
+        )
         assert (have.prompt_tokens, have.completion_tokens, have.llm_calls) == (
             want.prompt_tokens,
             want.completion_tokens,
@@ -401,7 +443,9 @@ def test_arun_runs_flows_in_worker_threads(flows, report_pdf, results):
         )
 
     got = asyncio.run(main())
-    assert [r.text for r in got] == [results[a].text for a in ("control", "v2", "v2-small-chunks")]
+    assert [r.outputs["summarized_text"] for r in got] == [
+        results[a].outputs["summarized_text"] for a in ("control", "v2", "v2-small-chunks")
+    ]
 
 
 # -- prompt registry bindings ---------------------------------------------------------------------
@@ -448,7 +492,7 @@ def test_a_registry_bound_arm_records_the_exact_version(
     assert second.prompts[FINAL].version == "final-summary@2"
     assert second.fingerprint != first.fingerprint
     assert second.fingerprint == registry.flow_fingerprint(EXPERIMENT_ID, "b")
-    assert second.text != first.text
+    assert second.outputs["summarized_text"] != first.outputs["summarized_text"]
 
     redis_client.flushdb()  # the prompt disappears: a clear result, not an exception
     gone = registry.run(EXPERIMENT_ID, "b", inputs)
@@ -481,9 +525,9 @@ def test_the_example_definition_is_used_unchanged(experiment):
     original = example_data()
     assert copy.deepcopy(original)["arms"][2]["modules"] == [
         "variants.summarization",
-        "variants.prompts.v2",
+        "variants.summarization.prompts.v2",
     ]
     assert experiment.modules_for(experiment.arm("v2-small-chunks")) == (
         "variants.summarization",
-        "variants.prompts.v2",
+        "variants.summarization.prompts.v2",
     )

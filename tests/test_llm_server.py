@@ -8,7 +8,8 @@ import httpx
 import openai
 import pytest
 
-from abtest.llm_server import count_words, serve_in_thread, split_sentences
+from abtest.devtools.llm_server import count_words, serve_in_thread, split_sentences
+from abtest.devtools.local_model_support import GREETING, label_options, pick_label
 from abtest.tokens import estimate_tokens
 
 ARTICLE = (
@@ -265,19 +266,21 @@ def test_output_does_not_depend_on_the_process_hash_seed() -> None:
     import sys
 
     script = (
-        "import base64, hashlib\n"
-        "from abtest.llm_server import serve_in_thread\n"
+        "import hashlib\n"
+        "from abtest.devtools.llm_server import serve_in_thread\n"
         "from abtest.llm import LLMClient\n"
         "from abtest.platform import Platform\n"
-        "from abtest.demo import _pdfs\n"
+        "from variants.summarization.corpus import DOCUMENTS\n"
+        "from variants.summarization.simulation import _pdfs\n"
         "server = serve_in_thread()\n"
         "platform = Platform.load('experiments', llm_client=LLMClient(base_url=server.base_url))\n"
         "texts = []\n"
-        "for pdf in _pdfs():\n"
-        "    for query in pdf.document.queries:\n"
-        "        inputs = {'pdf_source': base64.b64decode(pdf.base64), 'user_query': query}\n"
+        "for document, pdf in zip(DOCUMENTS, _pdfs()):\n"
+        "    for query in document.queries:\n"
+        "        inputs = {'pdf_source': pdf, 'user_query': query}\n"
         "        for arm in ('control', 'v2', 'v2-small-chunks'):\n"
-        "            texts.append(platform.flows.run('pdf-summary-prompts', arm, inputs).text)\n"
+        "            run = platform.flows.run('pdf-summary-prompts', arm, inputs)\n"
+        "            texts.append(run.outputs['summarized_text'])\n"
         "print(hashlib.sha256('|'.join(texts).encode()).hexdigest())\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -293,3 +296,154 @@ def test_output_does_not_depend_on_the_process_hash_seed() -> None:
         for seed in ("1", "8")  # without exact sums these two seeds broke a tie differently
     }
     assert len(outputs) == 1
+
+
+# -- support prompts: pick a label, reply from knowledge, rewrite a reply ------------------------
+
+LABELS = ["billing", "refund", "shipping", "account", "technical", "other"]
+KB = (
+    "Refunds are available within 30 days of purchase. Approved refunds reach your card within "
+    "5-7 business days. Our support team answers by chat 24/7, every day of the year."
+)
+
+
+def _label_prompt(message: str, labels: list[str] = LABELS) -> list[dict[str, str]]:
+    return [
+        {
+            "role": "user",
+            "content": "Classify the customer's message. Answer with exactly one of: "
+            f"{', '.join(labels)}.\n\n<message>\n{message}\n</message>",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "options", "expected"),
+    [
+        ("Where is my invoice?", LABELS, "billing"),  # synonym
+        ("I was charged twice", LABELS, "billing"),  # "charged" ~ "charge" (prefix)
+        ("Please refund me, I was charged twice", LABELS, "refund"),  # the label's name: 2 points
+        ("My package is late", LABELS, "shipping"),
+        ("Do you sell gift cards?", LABELS, "other"),  # nothing matches: other
+        ("Do you sell gift cards?", ["billing", "refund"], "billing"),  # ... else the first
+        ("billing or shipping?", ["shipping", "billing"], "shipping"),  # tie: first listed
+        ("My parcel never came", LABELS, "other"),  # not in the built-in synonyms
+        ("My parcel never came", [("billing", ""), ("shipping", "parcels, couriers")], "shipping"),
+        ("Hello", ["Order Status", "other"], "other"),
+    ],
+)
+def test_pick_label(message, options, expected) -> None:
+    assert pick_label(message, options) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Answer with exactly one of: a, b or c. Nothing else.", ["a", "b", "c"]),
+        ("Pick one of: spam | ham", ["spam", "ham"]),
+        ("Choose one of: billing (invoices, cards), other", ["billing", "other"]),
+        (
+            "One of the following labels:\n- billing: invoices\n- other\nAnswer.",
+            ["billing", "other"],
+        ),
+        ("It was one of: the best days of my life, honestly", []),  # not names
+        ("Summarize this text.", []),
+    ],
+)
+def test_label_options(text, expected) -> None:
+    assert [label for label, _ in label_options(text)] == expected
+
+
+def test_label_descriptions_are_read() -> None:
+    options = label_options(
+        "Classify into one of these labels:\n- billing: invoices, cards\n- other"
+    )
+    assert options == [("billing", "invoices, cards"), ("other", "")]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.3])
+def test_classification_prompt_gets_exactly_one_label(sdk: openai.OpenAI, temperature) -> None:
+    expected = {
+        "The app crashes when I open it": "technical",
+        "How do I reset my password?": "account",
+        "The app crashes at login": "account",  # crash and login score 1 each: first listed
+        "Hi!": "other",
+    }
+    for message, label in expected.items():
+        response = sdk.chat.completions.create(
+            model="gpt-4o", messages=_label_prompt(message), temperature=temperature
+        )
+        assert response.choices[0].message.content == label, message
+
+
+def test_classification_with_a_message_label_and_a_system_prompt(sdk: openai.OpenAI) -> None:
+    messages = [
+        {"role": "system", "content": "You label support tickets. Reply with one of: a, b."},
+        {"role": "user", "content": "Ticket: nothing relevant here"},
+    ]
+    response = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert response.choices[0].message.content == "a"
+
+
+def test_reply_is_drawn_from_the_knowledge(sdk: openai.OpenAI) -> None:
+    prompt = (
+        "Answer the customer's message using only the knowledge below.\n\n"
+        f"<knowledge>\n{KB}\n</knowledge>\n\n<message>\nWhen does my refund reach my card?\n"
+        "</message>"
+    )
+    text = _ask_raw(sdk, prompt, model="gpt-4o-mini")
+    assert "5-7 business days" in text
+    assert set(split_sentences(text)) <= set(split_sentences(KB))
+    short = _ask_raw(sdk, prompt.replace("below.", "below, in at most 12 words."))
+    assert 1 <= count_words(short) <= 12
+
+
+def test_reply_with_labelled_sections_and_a_warm_tone(sdk: openai.OpenAI) -> None:
+    prompt = (
+        "Reply warmly to the customer in at most 25 words.\n\n"
+        f"Knowledge:\n{KB}\n\nCustomer message:\nCan I chat with someone on Sunday?"
+    )
+    text = _ask_raw(sdk, prompt)
+    assert text.startswith(GREETING)
+    assert "24/7" in text and count_words(text) <= 25
+
+
+def test_rewrite_fits_the_reply_to_the_instructions(sdk: openai.OpenAI) -> None:
+    draft = "Sorry about that. " + KB
+    keep = _ask_raw(
+        sdk, f"Rewrite this reply in a professional tone.\n\n<reply>\n{draft}\n</reply>"
+    )
+    assert keep == draft  # no limits: every sentence stays, short ones included
+    warm = _ask_raw(
+        sdk,
+        "Rewrite this reply: warm and friendly, in at most 20 words.\n\n"
+        f"<message>\nHow long until the money is on my card?\n</message>\n\n"
+        f"<reply>\n{draft}\n</reply>",
+    )
+    assert warm.startswith(GREETING) and count_words(warm) <= 20
+    assert "card" in warm  # the sentence that answers the message is the one kept
+
+
+def test_support_answers_are_deterministic(sdk: openai.OpenAI) -> None:
+    prompt = (
+        f"Reply to the message.\n\n<knowledge>\n{KB}\n</knowledge>\n\n<message>\nhi\n</message>"
+    )
+    for temperature in (0.0, 0.8):
+        first, second = (_ask_raw(sdk, prompt, temperature=temperature) for _ in range(2))
+        assert first == second
+
+
+def test_a_document_quoting_a_choice_is_still_summarized(sdk: openai.OpenAI) -> None:
+    document = (
+        "Voters could choose one of: yes, no, or abstain. The referendum on the tram line was held "
+        "on Sunday. Turnout was high in every district."
+    )
+    text = _ask_raw(sdk, f"Summarize this text.\n\n<document>\n{document}\n</document>")
+    assert count_words(text) > 3 and set(split_sentences(text)) <= set(split_sentences(document))
+
+
+def _ask_raw(sdk: openai.OpenAI, prompt: str, model: str = "gpt-4o-mini", **kwargs) -> str:
+    response = sdk.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], **kwargs
+    )
+    return response.choices[0].message.content or ""

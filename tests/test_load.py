@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import redis
 
+from abtest.event_fields import stream_key
 from analysis.load import (
     EXPOSURE_COLUMNS,
     OUTCOME_COLUMNS,
@@ -14,7 +15,7 @@ from analysis.load import (
     load_events,
     load_events_parquet,
 )
-from tests.analysis_support import T0, exposure, outcome, stream_keys, write_events
+from tests.analysis_support import T0, exposure, outcome, write_events
 
 EXP = "exp-test"
 
@@ -97,7 +98,7 @@ def test_accepts_a_client_and_returns_empty_frames_for_missing_streams(redis_url
 
 
 def test_mixed_field_order_and_bad_rows(redis_url, redis_client):
-    exposures_key, outcomes_key = stream_keys(EXP)
+    exposures_key, outcomes_key = stream_key(EXP, "exposure"), stream_key(EXP, "outcome")
     good = outcome("u1", "control", "cost_usd", 0.25, T0 + 1)
     reordered = dict(reversed(list(outcome("u2", "v2", "cost_usd", 0.5, T0 + 2).items())))
     extra = {**outcome("u3", "v2", "cost_usd", 0.75, T0 + 3), "note": "ignored"}
@@ -155,11 +156,3 @@ def test_parquet_without_kind_is_rejected(tmp_path):
     pd.DataFrame({"ts": [1]}).to_parquet(path)
     with pytest.raises(ValueError, match="no 'kind' column"):
         load_events_parquet(path)
-
-
-def test_default_store_is_the_platform_client(redis_url, redis_client, monkeypatch):
-    """`redis=None` reads through `abtest.store.sync_client()`, which honours REDIS_URL."""
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    write_events(redis_client, EXP, [exposure("u9", "v2")], [])
-    exposures, _ = load_events(EXP)
-    assert exposures["unit_id"].tolist() == ["u9"]

@@ -15,9 +15,9 @@ import pytest
 from typer.main import get_command
 
 from abtest.cli import app
-from abtest.pdfs import SAMPLE_REPORT, make_pdf
 from abtest.settings import ENVIRONMENT
 from tests.redis_process import free_port
+from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()

@@ -103,6 +103,7 @@ def test_csv_parses_back_with_pandas(result):
 def test_build_report_loads_analyses_and_renders(tmp_path, redis_url, redis_client):
     definition = {
         "id": "exp-test",
+        "flow": "variants.summarization",
         "arms": [{"name": "control", "weight": 0.5}, {"name": "v2", "weight": 0.5}],
         "metrics": [THUMBS, COST],
         "analysis": {"correction": "none"},

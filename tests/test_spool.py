@@ -22,15 +22,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from abtest import store
-from abtest.events import (
-    EventLog,
-    Exposure,
-    Outcome,
-    Spool,
-    SyncEventLog,
-    iter_events,
-    stream_key,
-)
+from abtest.event_fields import Exposure, Outcome, stream_key
+from abtest.events import EventLog, Spool, SyncEventLog, iter_events
 
 SHA = "c" * 64
 

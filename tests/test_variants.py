@@ -9,18 +9,21 @@ import time
 import pytest
 from hamilton import driver
 
-import variants.prompts.v1 as prompts_v1
-import variants.prompts.v2 as prompts_v2
 import variants.summarization as summarization
+import variants.summarization.prompts.v1 as prompts_v1
+import variants.summarization.prompts.v2 as prompts_v2
+from abtest.devtools.llm_server import split_sentences
 from abtest.llm import Completion
-from abtest.llm_server import split_sentences
-from abtest.pdfs import read_pdf_text
 from abtest.tokens import estimate_tokens
 from variants.summarization import _chunk, _map_bounded, _render, _units
+from variants.summarization.pdfs import read_pdf_text
 
 QUERY = "What did the pilot cost and why?"
+VERSIONS = ("v1", "v2", "v3")
+PROMPT_NODES = ("summarize_chunk_of_text_prompt", "summarize_text_from_summaries_prompt")
 ALL_NODES = [
     "raw_text",
+    "query",
     "chunked_text",
     "summarize_chunk_of_text_prompt",
     "chunk_prompts",
@@ -47,7 +50,7 @@ def _build(config, *modules):
 def runs(report_pdf, session_llm_client) -> dict[str, dict]:
     """Every node of one run per prompt version (chunk_tokens 300: several chunks)."""
     out = {}
-    for version in summarization.PROMPT_VERSIONS:
+    for version in VERSIONS:
         dr = _build({"prompt_version": version, "chunk_tokens": 300})
         out[version] = dr.execute(
             ALL_NODES,
@@ -67,14 +70,20 @@ def _words(text: str) -> int:
 # -- prompt nodes ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", summarization.PROMPT_VERSIONS)
+@pytest.mark.parametrize("version", VERSIONS)
 def test_each_version_resolves_tagged_prompt_nodes(version):
     nodes = {v.name: v for v in _build({"prompt_version": version}).list_available_variables()}
-    for name in summarization.PROMPT_NODES:
+    for name in PROMPT_NODES:
         assert not nodes[name].is_external_input
         assert nodes[name].tags["prompt_version"] == version
     assert nodes["summarize_chunk_of_text_prompt"].tags["prompt_id"] == "summarize-chunk"
     assert nodes["summarize_text_from_summaries_prompt"].tags["prompt_id"] == "final-summary"
+
+
+def test_prompt_nodes_are_found_by_their_tag():
+    dr = _build({"prompt_version": "v2"})
+    tagged = dr.list_available_variables(tag_filter={"prompt_id": None})
+    assert sorted(v.name for v in tagged) == sorted(PROMPT_NODES)
 
 
 def test_an_unknown_version_leaves_the_prompt_as_a_required_input():
@@ -95,10 +104,10 @@ def test_versions_differ_and_module_sets_match_config_when(runs):
 def test_prompt_modules_replace_the_base_prompt_nodes(module):
     dr = _build({"prompt_version": module.PROMPT_VERSION}, summarization, module)
     nodes = {v.name: v for v in dr.list_available_variables()}
-    for name in summarization.PROMPT_NODES:
+    for name in PROMPT_NODES:
         assert nodes[name].tags["module"] == module.__name__
         assert nodes[name].tags["prompt_version"] == module.PROMPT_VERSION
-    out = dr.execute(list(summarization.PROMPT_NODES))
+    out = dr.execute(list(PROMPT_NODES))
     assert out["summarize_chunk_of_text_prompt"] == module.CHUNK_TEMPLATE
 
 

@@ -1,38 +1,40 @@
-"""Run experiment arms' prompt flows: one Hamilton driver per (experiment, arm), built at load.
+"""Run experiment arms' flows: one Hamilton driver per (experiment, arm), built at load.
 
 `FlowRegistry.from_experiments(experiments, llm_client, prompt_registry)` builds every arm's
 driver once, `driver.Builder().with_modules(*modules).with_config(config).with_adapters(hook)`,
-and validates it before any request arrives; every problem of every arm is gathered into one
-`FlowConfigError` naming the experiment, the arm and the node:
+reads its contract from the graph (`abtest.flows.contract`) and checks it before any request
+arrives; every problem of every arm is gathered into one `FlowConfigError` naming the
+experiment, the arm and the node:
 
 1. the modules import and the driver builds;
 2. a module listed after the first replaces only prompt nodes (module switching, below);
-3. every prompt node (a module's `PROMPT_NODES`, or any node tagged `prompt_id`) is a function
-   node tagged with the `prompt_version` the arm's config asks for. Hamilton would otherwise
-   turn a prompt node that no `@config.when` selects (`prompt_version: v9`) into a required
-   *input* and fail only at execute time;
-4. config keys do not shadow nodes (Hamilton would silently use the value instead of the node),
-   except registry bindings;
-5. registry bindings resolve in the prompt registry;
-6. `validate_execution(FINAL_VARS)` passes with the run inputs;
-7. every prompt renders: a dry run of the module's `RENDERED_PROMPTS` with its `SAMPLE_VALUES`
-   (no LLM call), which also yields the template texts for the fingerprint.
+3. the contract holds: `INPUTS` are external inputs of supported types, `FINAL_VARS` are
+   nodes, every arm config key is read by the flow (with a did-you-mean), every input a node
+   requires is provided (a `@config.when` prompt that no arm value selects would otherwise
+   become a required *input* and fail only at execute time);
+4. config keys do not shadow nodes (Hamilton would silently use the value instead of the
+   node), except registry bindings, which must resolve in the prompt registry;
+5. prompt nodes carry the `prompt_version` the arm's config asks for, when it asks;
+6. a dry run of the whole flow on the module's `SAMPLE_INPUTS`, against an offline stub LLM
+   client, renders every prompt and runs every node, and yields the templates for the
+   fingerprint;
+7. all arms of an experiment share inputs and outputs.
 
-`run(experiment_id, arm, inputs)` executes the arm's driver and returns a `FlowResult`; it
-never raises for a failed run (bad PDF, LLM down after retries, missing registry prompt, bugs):
-`error` and `error_kind` say what happened.
+`run(experiment_id, arm, inputs)` validates the inputs against the experiment's input model,
+executes the arm's driver and returns a `FlowResult`; it never raises for a failed run (bad
+input, `FlowInputError`, LLM down after retries, missing registry prompt, bugs): `error` and
+`error_kind` say what happened.
 
-Module switching. An arm may list modules, e.g. `[variants.summarization, variants.prompts.v2]`.
-Drivers are built with Hamilton's `allow_module_overrides()`, so the prompt nodes of a later
-module replace the base module's nodes of the same name; check 2 keeps that from replacing
-anything but prompts, and check 3 makes the arm's `prompt_version` agree with the tags of the
-prompts actually in the graph. No change to the experiment file format is needed.
+Module switching. An arm may list modules, e.g. `[flow.base, flow.prompts.v2]`. Drivers are
+built with Hamilton's `allow_module_overrides()`, so the prompt nodes of a later module replace
+the base module's nodes of the same name; check 2 keeps that from replacing anything but
+prompts, and check 5 makes the arm's `prompt_version` agree with the tags of the prompts
+actually in the graph.
 
 Registry binding (prompts as runtime data). A config entry whose key is a prompt node and whose
-value is `"registry:<name>@<label or version>"` binds that node to the prompt registry, e.g.
-`summarize_text_from_summaries_prompt: registry:final-summary@production`. The key is removed
-from the config given to Hamilton; each run resolves the reference (cached by the registry,
-TTL 30 s) and passes the template through `execute(overrides=...)`, and records the exact
+value is `"registry:<name>@<label or version>"` binds that node to the prompt registry. The key
+is removed from the config given to Hamilton; each run resolves the reference (cached by the
+registry) and passes the template through `execute(overrides=...)`, and records the exact
 version in `FlowResult.prompts[node].version` ("final-summary@3").
 
 Observability. `FlowRecorder`, a `NodeExecutionHook`, times every node, records every node
@@ -40,56 +42,49 @@ tagged `prompt_id` as a `PromptUse` (with its sha256) and sums usage from every 
 is a `Completion` or a list of them. Per-run state lives in a `ContextVar` that `run` sets:
 Hamilton's default executor calls the hooks in the thread that called `execute`, so concurrent
 runs of the same driver from several threads (or `asyncio.to_thread`, which copies the
-context) each see only their own record, without locks. (A parallel Hamilton executor would
-call hooks elsewhere; these drivers use the default one.) Node bodies log nothing; Hamilton's
+context) each see only their own record, without locks. Node bodies log nothing; Hamilton's
 own error logging is muted while a run is handled here, and `run` logs one line per failure.
 
 Async. `arun` is `asyncio.to_thread(run, ...)`: Hamilton's `AsyncDriver` runs synchronous nodes
-(pypdf, chunking, the sync SDK calls) on the event loop and would block it (DESIGN.md, Known
-pitfalls), and a worker thread keeps one code path for sync and async callers.
+on the event loop and would block it (DESIGN.md, Known pitfalls), and a worker thread keeps one
+code path for sync and async callers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import difflib
 import hashlib
 import importlib
 import json
 import logging
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-# Hamilton loads a plugin for every data library it finds installed (matplotlib, polars,
-# plotly...) unless told not to; our flows pass strings and lists, so skipping them saves
-# ~40 MB and ~0.5 s per process. Set before the first `hamilton` import.
-os.environ.setdefault("HAMILTON_AUTOLOAD_EXTENSIONS", "0")
-
-from hamilton import driver  # noqa: E402
+from hamilton import driver
 from hamilton import graph as hamilton_graph
 from hamilton import graph_utils as hamilton_graph_utils
 from hamilton.lifecycle import NodeExecutionHook
+from pydantic import BaseModel, ValidationError
 
 from abtest.experiments import Arm, Experiment
+from abtest.flows.contract import INJECTED, FlowContract, input_model, read_contract
+from abtest.flows.errors import FlowConfigError, FlowInputError, FlowProblem, InvalidInputs
+from abtest.flows.stub_llm import StubLLMClient
 from abtest.llm import Completion, LLMClient, LLMError
-from abtest.pdfs import PdfError
 from abtest.prompts import PromptNotFoundError, PromptRegistry, PromptRegistryError
 
 __all__ = [
+    "DEFAULT_MAX_INPUT_BYTES",
+    "DEFAULT_MAX_INPUT_CHARS",
     "REGISTRY_PREFIX",
-    "RUN_INPUTS",
     "ErrorKind",
-    "FlowConfigError",
-    "FlowProblem",
     "FlowRecorder",
     "FlowRegistry",
     "FlowResult",
@@ -99,12 +94,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REGISTRY_PREFIX = "registry:"
-RUN_INPUTS = ("pdf_source", "user_query")
-"""The inputs a caller gives `run`; the registry adds `llm_client`. Nothing else is accepted,
-so a request can never override the arm's config (Hamilton merges config and inputs)."""
-
-MAX_QUERY_CHARS = 4000
-DEFAULT_FINAL_VARS = ("summarized_text",)
+DEFAULT_MAX_INPUT_CHARS = 100_000
+"""Longest text input (and list item) a run accepts; a flow may refuse less itself."""
+DEFAULT_MAX_INPUT_BYTES = 20 * 1024 * 1024
+"""Largest bytes input a run accepts."""
 
 ErrorKind = Literal["bad_input", "llm", "prompt", "internal"]
 
@@ -128,10 +121,13 @@ class PromptUse:
 @dataclass
 class FlowResult:
     """Outcome of one run. `error` is None on success; otherwise `error_kind` says whose fault:
-    "bad_input" (unusable PDF or inputs), "llm" (model call failed after retries), "prompt"
-    (registry prompt missing or registry unreachable) or "internal" (a bug; logged).
-    `error_reason` refines it where known: a `PdfError.reason` ("too_large", "corrupt",
-    "encrypted", "no_text"), "inputs", or an `LLMError.kind` ("server_error", "timeout", ...).
+    "bad_input" (inputs refused by the input model or by the flow's `FlowInputError`),
+    "llm" (model call failed after retries), "prompt" (registry prompt missing or registry
+    unreachable) or "internal" (a bug of the flow or the platform; logged).
+    `error_reason` refines it where known: "inputs", a `FlowInputError.reason`, or an
+    `LLMError.kind` ("server_error", "timeout", ...).
+
+    `outputs` maps each of the flow's `FINAL_VARS` to its (JSON-serialisable) value.
 
     Token counts and cost are summed over every LLM call as the server reported them;
     `latency_ms` is the wall time of the whole run, `llm_latency_ms` the sum of the calls'
@@ -159,39 +155,6 @@ class FlowResult:
     def ok(self) -> bool:
         return self.error is None
 
-    @property
-    def text(self) -> str | None:
-        """The summary (`outputs["summarized_text"]`), None when the run failed."""
-        return self.outputs.get("summarized_text")
-
-
-@dataclass(frozen=True)
-class FlowProblem:
-    """One reason an arm's flow is unusable."""
-
-    experiment_id: str
-    arm: str
-    message: str
-    node: str | None = None
-
-    def __str__(self) -> str:
-        where = f"experiment '{self.experiment_id}', arm '{self.arm}'"
-        if self.node:
-            where += f", node '{self.node}'"
-        return f"{where}: {self.message}"
-
-
-class FlowConfigError(ValueError):
-    """Arms whose flows cannot run; carries every `FlowProblem` found."""
-
-    def __init__(self, problems: Sequence[FlowProblem]):
-        self.problems = list(problems)
-        count = len(self.problems)
-        noun = "problem" if count == 1 else "problems"
-        super().__init__(
-            f"{count} {noun} in prompt flows:\n  " + "\n  ".join(map(str, self.problems))
-        )
-
 
 # -- per-run recording ---------------------------------------------------------------------------
 
@@ -199,9 +162,10 @@ class FlowConfigError(ValueError):
 class _RunRecord:
     """What the hook collects during one run."""
 
-    __slots__ = ("started", "timings_ms", "prompts", "completions")
+    __slots__ = ("started", "timings_ms", "prompts", "completions", "failed_node")
 
     def __init__(self) -> None:
+        self.failed_node: str | None = None
         self.started: dict[str, float] = {}
         self.timings_ms: dict[str, float] = {}
         self.prompts: dict[str, PromptUse] = {}
@@ -244,6 +208,7 @@ class FlowRecorder(NodeExecutionHook):
         if started is not None:
             record.timings_ms[node_name] = (time.perf_counter() - started) * 1000.0
         if not success:
+            record.failed_node = record.failed_node or node_name
             return
         prompt_id = node_tags.get("prompt_id")
         if prompt_id is not None and isinstance(result, str):
@@ -289,23 +254,11 @@ class _Flow:
     config: dict[str, Any]
     modules: tuple[str, ...]
     driver: driver.Driver
-    final_vars: list[str]
+    contract: FlowContract
     bindings: dict[str, str]
     code_prompts: dict[str, PromptUse]
     config_json: str
     fingerprints: dict[tuple[tuple[str, str], ...], str] = field(default_factory=dict)
-
-
-class _NoLLMClient(LLMClient):
-    """Stands in for the LLM client in load-time validation when none was given (never called:
-    validation executes no LLM node)."""
-
-    def __init__(self) -> None:  # no SDK clients, no configuration needed
-        pass
-
-
-class _BadInput(ValueError):
-    pass
 
 
 class FlowRegistry:
@@ -314,6 +267,7 @@ class FlowRegistry:
     Use `FlowRegistry.from_experiments(...)`. `llm_client=None` creates an `LLMClient()` from
     `OPENAI_BASE_URL`/`OPENAI_API_KEY` at the first run (so validation needs no model
     endpoint). `prompt_registry` is needed only by arms that bind prompts to the registry.
+    `max_input_chars` / `max_input_bytes` bound every text and bytes input of a run.
     """
 
     def __init__(
@@ -321,6 +275,9 @@ class FlowRegistry:
         experiments: Mapping[str, Experiment] | Sequence[Experiment],
         llm_client: LLMClient | None = None,
         prompt_registry: PromptRegistry | None = None,
+        *,
+        max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     ) -> None:
         _install_log_filter()
         self._llm_client = llm_client
@@ -328,6 +285,7 @@ class FlowRegistry:
         self._prompt_registry = prompt_registry
         self._recorder = FlowRecorder()
         self._flows: dict[tuple[str, str], _Flow] = {}
+        self._input_models: dict[str, type[BaseModel]] = {}
         items = list(experiments.values() if isinstance(experiments, Mapping) else experiments)
         problems: list[FlowProblem] = []
         token = _HANDLING.set(True)
@@ -340,11 +298,9 @@ class FlowRegistry:
                     )
                     continue
                 seen.add(experiment.id)
-                for arm in experiment.arms:
-                    flow, found = self._build(experiment, arm)
-                    problems.extend(found)
-                    if flow is not None:
-                        self._flows[(experiment.id, arm.name)] = flow
+                problems.extend(
+                    self._build_experiment(experiment, max_input_chars, max_input_bytes)
+                )
         finally:
             _HANDLING.reset(token)
         if problems:
@@ -356,9 +312,10 @@ class FlowRegistry:
         experiments: Mapping[str, Experiment] | Sequence[Experiment],
         llm_client: LLMClient | None = None,
         prompt_registry: PromptRegistry | None = None,
+        **limits: int,
     ) -> FlowRegistry:
         """Build and validate one driver per (experiment, arm); raises `FlowConfigError`."""
-        return cls(experiments, llm_client=llm_client, prompt_registry=prompt_registry)
+        return cls(experiments, llm_client=llm_client, prompt_registry=prompt_registry, **limits)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -372,6 +329,19 @@ class FlowRegistry:
     def hamilton_driver(self, experiment_id: str, arm: str) -> driver.Driver:
         """The arm's Hamilton driver (for visualisation or inspection)."""
         return self._flow(experiment_id, arm).driver
+
+    def contract(self, experiment_id: str, arm: str | None = None) -> FlowContract:
+        """The flow contract of an arm (default: the control's, which every arm shares)."""
+        if arm is None:
+            arm = next((a for e, a in self._flows if e == experiment_id), "")
+        return self._flow(experiment_id, arm).contract
+
+    def input_model(self, experiment_id: str) -> type[BaseModel]:
+        """The pydantic model every run's inputs of this experiment are validated with."""
+        try:
+            return self._input_models[experiment_id]
+        except KeyError:
+            raise KeyError(f"no flows for experiment '{experiment_id}'") from None
 
     def prompts(self, experiment_id: str, arm: str) -> dict[str, PromptUse]:
         """The templates the arm uses now (registry bindings resolved through the cache)."""
@@ -389,9 +359,22 @@ class FlowRegistry:
 
     # -- running ----------------------------------------------------------------------------
 
+    def validate_inputs(self, experiment_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """`inputs` checked against the experiment's input model (strict types, defaults
+        filled in); raises `InvalidInputs` naming every bad input."""
+        model = self.input_model(experiment_id)
+        if isinstance(inputs, model):
+            return dict(inputs)
+        if not isinstance(inputs, Mapping):
+            raise InvalidInputs(f"inputs must be a mapping, got {type(inputs).__name__}")
+        try:
+            return dict(model.model_validate(dict(inputs), strict=True))
+        except ValidationError as exc:
+            raise InvalidInputs(describe_validation_error(exc)) from None
+
     def run(self, experiment_id: str, arm: str, inputs: Mapping[str, Any]) -> FlowResult:
-        """Run the arm's flow on `inputs` (`pdf_source`, `user_query`); never raises for a
-        failed run (see `FlowResult.error_kind`). Unknown experiment or arm: `KeyError`."""
+        """Run the arm's flow on `inputs` (the flow's `INPUTS`); never raises for a failed run
+        (see `FlowResult.error_kind`). Unknown experiment or arm: `KeyError`."""
         flow = self._flow(experiment_id, arm)
         record = _RunRecord()
         run_id = uuid.uuid4().hex
@@ -403,16 +386,17 @@ class FlowRegistry:
         run_token = _CURRENT_RUN.set(record)
         quiet_token = _HANDLING.set(True)
         try:
-            _check_inputs(inputs)
+            values = self.validate_inputs(experiment_id, inputs)
             overrides = self._resolve_bindings(flow)
             record.prompts.update(overrides)
             outputs = flow.driver.execute(
-                flow.final_vars,
-                inputs={**inputs, "llm_client": self._client()},
+                list(flow.contract.outputs),
+                inputs={**values, INJECTED: self._client()} if flow.contract.uses_llm else values,
                 overrides={node: use.text for node, use in overrides.items()} or None,
             )
+            _check_serialisable(outputs)
         except Exception as exc:  # a failed run is a result, not an exception
-            kind, error, reason = _describe_error(exc)
+            kind, error, reason = _describe_error(exc, record.failed_node)
             if kind == "internal":
                 logger.exception("flow %s/%s run %s failed", experiment_id, arm, run_id)
             else:
@@ -443,7 +427,7 @@ class FlowRegistry:
 
     async def arun(self, experiment_id: str, arm: str, inputs: Mapping[str, Any]) -> FlowResult:
         """`run` in a worker thread, so the event loop stays free while the flow's synchronous
-        nodes (PDF parsing, LLM calls) run. Hamilton's AsyncDriver would run them on the loop."""
+        nodes (parsing, LLM calls) run. Hamilton's AsyncDriver would run them on the loop."""
         return await asyncio.to_thread(self.run, experiment_id, arm, inputs)
 
     # -- internals --------------------------------------------------------------------------
@@ -472,13 +456,7 @@ class FlowRegistry:
         uses = {}
         for node, ref in flow.bindings.items():
             found = self._prompt_registry.get(ref)
-            uses[node] = PromptUse(
-                prompt_id=found.name,
-                version=found.ref,
-                sha256=_sha256(found.template),
-                text=found.template,
-                source=REGISTRY_PREFIX + ref,
-            )
+            uses[node] = _registry_use(found, ref)
         return uses
 
     @staticmethod
@@ -497,6 +475,41 @@ class FlowRegistry:
             if len(flow.fingerprints) < 64:
                 flow.fingerprints[key] = cached
         return cached
+
+    def _build_experiment(
+        self, experiment: Experiment, max_chars: int, max_bytes: int
+    ) -> list[FlowProblem]:
+        """Build every arm, check they share one interface, make the input model and dry-run
+        every arm that built, so one pass reports every problem of the experiment."""
+        problems: list[FlowProblem] = []
+        built: list[_Flow] = []
+        for arm in experiment.arms:
+            flow, found = self._build(experiment, arm)
+            problems.extend(found)
+            if flow is not None:
+                built.append(flow)
+        if not built:
+            return problems
+        reference = built[0]  # the control, unless it failed to build
+        for flow in built[1:]:
+            for difference in reference.contract.differences(flow.contract):
+                problems.append(
+                    FlowProblem(
+                        experiment.id,
+                        flow.arm,
+                        f"{difference}; all arms of an experiment share inputs and outputs",
+                    )
+                )
+        model = input_model(
+            _model_name(experiment.id), reference.contract, max_chars=max_chars, max_bytes=max_bytes
+        )
+        for flow in built:
+            for message, node in self._dry_run(flow, model):
+                problems.append(FlowProblem(experiment.id, flow.arm, message, node))
+        if not problems:
+            self._input_models[experiment.id] = model
+            self._flows.update({(experiment.id, flow.arm): flow for flow in built})
+        return problems
 
     def _bind(
         self, bindings: Mapping[str, str], prompt_nodes: Sequence[str]
@@ -527,13 +540,7 @@ class FlowRegistry:
                 except (PromptNotFoundError, PromptRegistryError, ValueError) as exc:
                     problems.append((f"registry prompt '{ref}': {exc}", name))
                 else:
-                    bound[name] = PromptUse(
-                        found.name,
-                        found.ref,
-                        _sha256(found.template),
-                        found.template,
-                        REGISTRY_PREFIX + ref,
-                    )
+                    bound[name] = _registry_use(found, ref)
         return bound, problems
 
     def _build(self, experiment: Experiment, arm: Arm) -> tuple[_Flow | None, list[FlowProblem]]:
@@ -571,51 +578,31 @@ class FlowRegistry:
             problem(f"the Hamilton driver does not build: {type(exc).__name__}: {exc}")
             return None, problems
 
-        nodes = {n.name: n for n in dr.list_available_variables()}
-        functions = {name for name, n in nodes.items() if not n.is_external_input}
-        prompt_nodes = _unique(
-            [name for m in modules for name in getattr(m, "PROMPT_NODES", ())]
-            + [name for name, n in nodes.items() if "prompt_id" in n.tags]
-        )
-        final_vars = list(_contract(modules, "FINAL_VARS", DEFAULT_FINAL_VARS))
-
+        contract, found = read_contract(dr, modules, arm.config, bindings)
+        for message, node in found:
+            problem(message, node)
+        prompt_nodes = contract.prompt_nodes if contract else _prompt_nodes(dr)
         if len(modules) > 1:
             for message, node in _override_problems(modules, config, prompt_nodes):
                 problem(message, node)
         defined = _defined_node_names(modules)
-        for key in config:
-            if key in defined:
-                problem(
-                    f"config key '{key}' would replace node '{key}' with the constant "
-                    f"{config[key]!r}; bind a prompt with '{REGISTRY_PREFIX}<name>@<label>' "
-                    "or remove the key",
-                    key,
-                )
-
-        for message, node in _prompt_problems(
-            nodes, prompt_nodes, bindings, config.get("prompt_version"), modules
-        ):
+        shadowed = [key for key in config if key in defined]
+        for key in shadowed:
+            problem(
+                f"config key '{key}' would replace node '{key}' with the constant "
+                f"{config[key]!r}; bind a prompt with '{REGISTRY_PREFIX}<name>@<label>' "
+                "or remove the key",
+                key,
+            )
+        for message, node in _version_problems(dr, prompt_nodes, config.get("prompt_version")):
             problem(message, node)
         bound, binding_problems = self._bind(bindings, prompt_nodes)
         for message, node in binding_problems:
             problem(message, node)
-        if problems:
+        if contract is None or shadowed:
             return None, problems
-
-        overrides = {name: use.text for name, use in bound.items()}
-        client = self._llm_client if self._llm_client is not None else _NoLLMClient()
-        run_inputs = {"pdf_source": b"%PDF-", "user_query": "sample question", "llm_client": client}
-        try:
-            dr.validate_execution(final_vars, inputs=run_inputs, overrides=overrides or None)
-        except Exception as exc:
-            problem(f"cannot execute {', '.join(final_vars)}: {_hamilton_message(exc)}")
-            return None, problems
-
-        code_prompts, render_problems = _dry_run(dr, modules, functions, prompt_nodes, bound)
-        for message, node in render_problems:
-            problem(message, node)
-        if problems:
-            return None, problems
+        # other problems (a config key the flow does not read, a prompt version that does not
+        # match) leave the flow runnable: it is still dry-run, so one pass reports everything
 
         flow = _Flow(
             experiment_id=experiment.id,
@@ -623,59 +610,106 @@ class FlowRegistry:
             config=dict(arm.config),
             modules=module_names,
             driver=dr,
-            final_vars=final_vars,
+            contract=contract,
             bindings=bindings,
-            code_prompts=code_prompts,
+            code_prompts=dict(bound),
             config_json=json.dumps(
                 arm.config, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
             ),
         )
         return flow, problems
 
+    def _dry_run(self, flow: _Flow, model: type[BaseModel]) -> list[tuple[str, str | None]]:
+        """Run the whole flow on `SAMPLE_INPUTS` with the offline stub LLM: every prompt
+        renders, every node runs, and the templates used give the fingerprint."""
+        try:
+            values = dict(model.model_validate(dict(flow.contract.sample_inputs), strict=True))
+        except ValidationError as exc:
+            return [
+                (f"SAMPLE_INPUTS do not fit the inputs: {describe_validation_error(exc)}", None)
+            ]
+        record = _RunRecord()
+        token = _CURRENT_RUN.set(record)
+        bound = dict(flow.code_prompts)
+        try:
+            outputs = flow.driver.execute(
+                list(flow.contract.outputs),
+                inputs={**values, INJECTED: StubLLMClient()},
+                overrides={node: use.text for node, use in bound.items()} or None,
+            )
+            _check_serialisable(outputs)
+        except FlowInputError as exc:
+            return [(f"the flow refuses its SAMPLE_INPUTS: {exc}", record.failed_node)]
+        except Exception as exc:
+            return [_dry_run_problem(flow, record.failed_node, exc)]
+        finally:
+            _CURRENT_RUN.reset(token)
+        flow.code_prompts = {**record.prompts, **bound}
+        return []
+
+
+def _dry_run_problem(flow: _Flow, node: str | None, exc: Exception) -> tuple[str, str | None]:
+    """The dry run's failure, blamed on the prompt when the failing node renders exactly one
+    (a template with a placeholder its renderer does not fill)."""
+    error = f"{type(exc).__name__}: {_hamilton_message(exc)}"
+    if node is None:
+        return f"dry run on SAMPLE_INPUTS failed: {error}", None
+    variables = {v.name: v for v in flow.driver.list_available_variables()}
+    deps = variables[node].required_dependencies | variables[node].optional_dependencies
+    prompts = [name for name in flow.contract.prompt_nodes if name in deps]
+    if len(prompts) == 1:
+        return f"prompt does not render with SAMPLE_INPUTS (in '{node}'): {error}", prompts[0]
+    return f"dry run on SAMPLE_INPUTS failed in node '{node}': {error}", node
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Pydantic's errors as one line per input: `'name': message`."""
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error.get("loc", ())) or "inputs"
+        message = error.get("msg", "invalid")
+        if error.get("type") == "missing":
+            message = "required input is missing"
+        elif error.get("type") == "extra_forbidden":
+            message = "not an input of this flow"
+        parts.append(f"input '{loc}': {message}")
+    return "; ".join(parts)
+
+
+def _registry_use(found: Any, ref: str) -> PromptUse:
+    return PromptUse(
+        prompt_id=found.name,
+        version=found.ref,
+        sha256=_sha256(found.template),
+        text=found.template,
+        source=REGISTRY_PREFIX + ref,
+    )
+
+
+def _model_name(experiment_id: str) -> str:
+    return "".join(part.capitalize() for part in experiment_id.replace("_", "-").split("-")) + (
+        "Inputs"
+    )
+
+
+def _prompt_nodes(dr: driver.Driver) -> tuple[str, ...]:
+    return tuple(
+        v.name
+        for v in dr.list_available_variables(tag_filter={"prompt_id": None})
+        if not v.is_external_input
+    )
+
+
+def _check_serialisable(outputs: Mapping[str, Any]) -> None:
+    """Outputs travel as JSON; a flow returning anything else is a bug of the flow."""
+    for name, value in outputs.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"output '{name}' is not JSON-serialisable: {exc}") from None
+
 
 # -- validation helpers ---------------------------------------------------------------------------
-
-
-def _dry_run(
-    dr: driver.Driver,
-    modules: list[ModuleType],
-    functions: set[str],
-    prompt_nodes: list[str],
-    bound: Mapping[str, PromptUse],
-) -> tuple[dict[str, PromptUse], list[tuple[str, str | None]]]:
-    """Render every prompt with the modules' sample values; returns the code templates used."""
-    problems: list[tuple[str, str | None]] = []
-    samples: Mapping[str, Any] = _contract(modules, "SAMPLE_VALUES", {})
-    rendered = list(_contract(modules, "RENDERED_PROMPTS", ()))
-    overrides = {k: v for k, v in samples.items() if k in functions}
-    overrides.update({name: use.text for name, use in bound.items()})
-    inputs = {k: v for k, v in samples.items() if k not in functions}
-    templates = [name for name in prompt_nodes if name not in bound]
-    code_prompts: dict[str, PromptUse] = {}
-    try:
-        values = dr.execute(templates, inputs=inputs, overrides=overrides) if templates else {}
-    except Exception as exc:
-        return code_prompts, [(f"prompt templates do not evaluate: {exc}", None)]
-    variables = {n.name: n for n in dr.list_available_variables()}
-    for name in templates:
-        tags = variables[name].tags
-        code_prompts[name] = PromptUse(
-            prompt_id=str(tags.get("prompt_id", name)),
-            version=str(tags.get("prompt_version", "")),
-            sha256=_sha256(values[name]),
-            text=values[name],
-            source=str(tags.get("module", "")),
-        )
-    for name in rendered:
-        try:
-            dr.execute([name], inputs=inputs, overrides=overrides)
-        except Exception as exc:
-            uses = [d for d in variables[name].required_dependencies if d in prompt_nodes]
-            node = uses[0] if len(uses) == 1 else name
-            problems.append(
-                (f"prompt does not render with sample inputs (in '{name}'): {exc}", node)
-            )
-    return code_prompts, problems
 
 
 def _override_problems(
@@ -702,34 +736,23 @@ def _override_problems(
     return problems
 
 
-def _prompt_problems(
-    nodes: Mapping[str, Any],
-    prompt_nodes: Sequence[str],
-    bindings: Mapping[str, str],
-    expected: Any,
-    modules: Sequence[ModuleType],
+def _version_problems(
+    dr: driver.Driver, prompt_nodes: Sequence[str], expected: Any
 ) -> list[tuple[str, str]]:
-    """Every prompt node not bound to the registry must be a function node tagged with
-    `prompt_id` and the `prompt_version` the arm asks for."""
-    known = _unique(v for m in modules for v in getattr(m, "PROMPT_VERSIONS", ()))
+    """When the arm's config names a `prompt_version`, every prompt node that carries a
+    `prompt_version` tag must carry that one (module switching must agree with the config)."""
+    if expected is None:
+        return []
+    variables = {v.name: v for v in dr.list_available_variables()}
     problems = []
     for name in prompt_nodes:
-        if name in bindings:
-            continue
-        found = nodes.get(name)
-        if found is None or found.is_external_input:
-            problems.append((_missing_prompt(name, expected, known), name))
-            continue
-        tags = found.tags
-        if "prompt_id" not in tags or "prompt_version" not in tags:
-            problems.append(
-                (f"prompt node '{name}' needs @tag(prompt_id=..., prompt_version=...)", name)
-            )
-        elif expected is not None and str(tags["prompt_version"]) != str(expected):
+        tags = variables[name].tags
+        version = tags.get("prompt_version")
+        if version is not None and str(version) != str(expected):
             problems.append(
                 (
                     f"prompt node '{name}' from module '{tags.get('module')}' is prompt_version "
-                    f"'{tags['prompt_version']}', but the arm's config asks for '{expected}'",
+                    f"'{version}', but the arm's config asks for '{expected}'",
                     name,
                 )
             )
@@ -747,18 +770,6 @@ def _defined_node_names(modules: Sequence[ModuleType]) -> set[str]:
     }
 
 
-def _missing_prompt(name: str, expected: Any, known: Sequence[str]) -> str:
-    if expected is None:
-        return f"prompt node '{name}' has no implementation (the arm sets no prompt_version)"
-    message = f"prompt node '{name}' has no implementation for prompt_version '{expected}'"
-    if known:
-        message += f" (implemented: {', '.join(known)})"
-        close = difflib.get_close_matches(str(expected), list(known), n=1, cutoff=0.6)
-        if close:
-            message += f"; did you mean '{close[0]}'?"
-    return message
-
-
 def _hamilton_message(exc: Exception) -> str:
     """Hamilton's "N errors encountered:" list as one line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -767,61 +778,18 @@ def _hamilton_message(exc: Exception) -> str:
     return "; ".join(lines)
 
 
-def _contract(modules: Sequence[ModuleType], name: str, default: Any) -> Any:
-    """A flow-contract constant (`FINAL_VARS`, `SAMPLE_VALUES`, ...) of the first module
-    that defines it."""
-    for module in modules:
-        if hasattr(module, name):
-            return getattr(module, name)
-    return default
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
-def _check_inputs(inputs: Mapping[str, Any]) -> None:
-    if not isinstance(inputs, Mapping):
-        raise _BadInput(f"inputs must be a mapping, got {type(inputs).__name__}")
-    missing = [k for k in RUN_INPUTS if k not in inputs]
-    unknown = sorted(set(inputs) - set(RUN_INPUTS))
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
-        if unknown:
-            parts.append(f"unknown {', '.join(unknown)}")
-        raise _BadInput(f"bad inputs ({'; '.join(parts)}); expected {', '.join(RUN_INPUTS)}")
-    query = inputs["user_query"]
-    if not isinstance(query, str) or not query.strip():
-        raise _BadInput("user_query must be a non-empty string")
-    if len(query) > MAX_QUERY_CHARS:
-        raise _BadInput(
-            f"user_query is too long: {len(query)} characters (limit {MAX_QUERY_CHARS})"
-        )
-    source = inputs["pdf_source"]
-    if not (
-        isinstance(source, str | Path | bytes | bytearray | memoryview)
-        or callable(getattr(source, "read", None))
-    ):
-        raise _BadInput(
-            f"pdf_source must be a path, bytes or a binary file object, got {type(source).__name__}"
-        )
-
-
-def _describe_error(exc: Exception) -> tuple[ErrorKind, str, str | None]:
+def _describe_error(exc: Exception, node: str | None) -> tuple[ErrorKind, str, str | None]:
     """(error_kind, error message, error_reason) of a failed run."""
-    if isinstance(exc, _BadInput):
-        return "bad_input", str(exc), "inputs"
-    if isinstance(exc, PdfError):
-        return "bad_input", f"unusable PDF ({exc.reason}): {exc}", exc.reason
+    if isinstance(exc, FlowInputError):
+        return "bad_input", str(exc), exc.reason
     if isinstance(exc, LLMError):
         return "llm", f"LLM call failed after {exc.attempts} attempt(s): {exc}", exc.kind
     if isinstance(exc, PromptNotFoundError):
         return "prompt", f"prompt registry: {exc}", "not_found"
     if isinstance(exc, PromptRegistryError):
         return "prompt", f"prompt registry: {exc}", "unavailable"
-    return "internal", f"internal error: {type(exc).__name__}: {exc}", None
+    where = f" in node '{node}'" if node else ""
+    return "internal", f"flow error{where}: {type(exc).__name__}: {exc}", None
 
 
 @lru_cache(maxsize=512)

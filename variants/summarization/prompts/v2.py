@@ -1,23 +1,24 @@
-"""Prompt set v1: the baseline, shaped like Hamilton's knowledge-retrieval summarizer.
+"""Prompt set v2: tighter and query-focused, answering in bullet points.
 
-No length limits (the model's default length applies) and the chunk prompt ignores the user's
-question; only the final prompt answers it. See `variants.prompts` for the contract.
+Every chunk is summarized towards the user's question in at most 40 words; the final answer
+is at most 60 words of bullet points. See `variants.summarization.prompts` for the contract.
 """
 
 from hamilton.function_modifiers import tag
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 
 CHUNK_TEMPLATE = (
-    "Summarize this text from {content_type}. Extract any key points with reasoning.\n"
+    "Summarize this excerpt of {content_type} in at most 40 words, as bullet points. "
+    "Keep only what helps to answer the question.\n"
+    "Question: {query}\n"
     "\n"
     "<document>\n{text}\n</document>"
 )
 
 FINAL_TEMPLATE = (
-    "Write a summary collated from this collection of key points extracted from "
-    "{content_type}. The summary should highlight the core argument, conclusions and evidence, "
-    "and answer the user's question.\n"
+    "Answer the question from these notes on {content_type} in at most 60 words, "
+    "as bullet points. Use only the notes.\n"
     "Question: {query}\n"
     "\n"
     "<document>\n{summaries}\n</document>"

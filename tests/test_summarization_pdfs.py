@@ -8,14 +8,12 @@ import re
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from abtest.pdfs import (
+from variants.summarization.pdfs import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PAGES,
     SAMPLE_REPORT,
     PdfError,
     make_pdf,
-    max_pdf_bytes,
-    max_pdf_pages,
     read_pdf_text,
 )
 
@@ -126,19 +124,26 @@ def test_page_limit(pdf_bytes):
     assert info.value.reason == "too_large"
 
 
-def test_limits_come_from_the_environment(pdf_bytes, monkeypatch):
-    assert (max_pdf_bytes(), max_pdf_pages()) == (DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES)
+def test_default_limits(pdf_bytes):
     assert DEFAULT_MAX_BYTES == 20 * 1024 * 1024 and DEFAULT_MAX_PAGES == 200
-    monkeypatch.setenv("ABTEST_PDF_MAX_PAGES", "2")
-    with pytest.raises(PdfError, match="too many pages"):
-        read_pdf_text(pdf_bytes)
-    monkeypatch.setenv("ABTEST_PDF_MAX_PAGES", "5")
-    monkeypatch.setenv("ABTEST_PDF_MAX_BYTES", "1000")
     with pytest.raises(PdfError, match=r"too large: .* \(limit 1000 bytes\)"):
-        read_pdf_text(pdf_bytes)
-    monkeypatch.setenv("ABTEST_PDF_MAX_BYTES", "lots")
-    with pytest.raises(ValueError, match="ABTEST_PDF_MAX_BYTES must be a positive integer"):
-        read_pdf_text(pdf_bytes)
+        read_pdf_text(pdf_bytes, max_bytes=1000)
+
+
+def test_pdf_errors_are_flow_input_errors(pdf_bytes):
+    """The platform answers a `FlowInputError` with 422 and records nothing."""
+    from abtest import FlowInputError
+
+    with pytest.raises(FlowInputError):
+        read_pdf_text(b"not a pdf")
+
+
+def test_the_sample_pdf_is_the_first_page_of_the_sample_report():
+    import variants.summarization as summarization
+
+    text = read_pdf_text(summarization.SAMPLE_INPUTS["pdf_source"])
+    assert text.startswith("[page 1]") and "Riverton Transit Pilot" in text
+    assert "[page 2]" not in text
 
 
 def test_wrong_source_types_are_type_errors():

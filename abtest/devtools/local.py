@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from abtest.llm_server import ServerHandle, serve_in_thread
+from abtest.devtools.llm_server import ServerHandle, serve_in_thread
 
 
 def llm_configured() -> bool:

@@ -1,8 +1,8 @@
 """Prompt sets as modules: each module defines the summarizer's prompt nodes, nothing else.
 
 Module switching: an arm lists a prompt module after the base flow,
-`modules: [variants.summarization, variants.prompts.v2]`, and the prompt nodes here replace the
-base module's nodes of the same name (`FlowRegistry` builds with Hamilton's
+`modules: [variants.summarization, variants.summarization.prompts.v2]`, and the prompt nodes
+here replace the base module's nodes of the same name (`FlowRegistry` builds with Hamilton's
 `allow_module_overrides()`, and rejects a later module that redefines any node other than a
 prompt node). No `@config.when`: the module *is* the choice.
 

@@ -5,55 +5,53 @@ pdf_source -> raw_text -> chunked_text -> chunk_prompts -> chunk_completions -> 
 nodes of their own (`summarize_chunk_of_text_prompt`, `summarize_text_from_summaries_prompt`),
 rendering them is another node, and each prompt has versions selected by the arm's config
 `prompt_version` ("v1", "v2", "v3") through `@config.when`, tagged `prompt_id`/`prompt_version`.
-A whole prompt set can also come from a module listed after this one (`variants.prompts`).
+A whole prompt set can also come from a module listed after this one
+(`variants.summarization.prompts`).
 
-Inputs per run: `pdf_source` (path, bytes or binary file object), `user_query`, `llm_client`
-(`abtest.llm.LLMClient`). Arm config, all optional but `prompt_version`: `model`
+Run inputs (`INPUTS`): `pdf_source` (the PDF's bytes) and `user_query` (at most
+`max_query_chars` characters). Arm config, all optional but `prompt_version`: `model`
 ("gpt-4o-mini"), `temperature` (0.0), `chunk_tokens` (800), `chunk_overlap_tokens` (10% of
 `chunk_tokens`), `content_type` ("a document"), `max_concurrency` (4 chunk calls at once),
-`max_pdf_bytes`/`max_pdf_pages` (the `abtest.pdfs` defaults).
+`max_pdf_bytes`/`max_pdf_pages` (20 MB, 200 pages), `max_query_chars` (4000). An unusable PDF or
+question raises `FlowInputError` (`PdfError` is one), which the platform answers with 422.
 
 LLM nodes return `Completion`s (`chunk_completions`, `final_completion`) so a lifecycle hook can
 read usage from node results; node bodies do no logging, and prompt nodes no I/O. Hamilton
-type-checks inputs and config values at run time, hence `pdf_source: Any` (a file object is no
-instance of `typing.BinaryIO`) and `temperature: float | int` (YAML's `0` is an int).
+type-checks config values at run time, hence `temperature: float | int` (YAML's `0` is an int).
 
-The UPPER_CASE constants are the flow's contract with `abtest.flows.FlowRegistry`: what a run
-returns, which nodes are prompts, which versions exist, and how to dry-run the rendering.
+Helpers live in submodules imported under a `_` name (`_pdfs`): Hamilton turns every public
+function of a package's submodules that the package imports by name into a node.
+
+The UPPER_CASE constants are the flow's contract with the platform (DESIGN.md, Flows: the
+contract): the run inputs, the outputs, and sample inputs for the validation dry run.
 """
 
 import re
 import string
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hamilton.function_modifiers import config, tag
 
-from abtest.llm import Completion, LLMClient
-from abtest.pdfs import read_pdf_text
+from abtest import Completion, FlowInputError, LLMClient
 from abtest.tokens import estimate_tokens
-from variants.prompts import v1 as _v1
-from variants.prompts import v2 as _v2
+from variants.summarization import pdfs as _pdfs
+from variants.summarization.prompts import v1 as _v1
+from variants.summarization.prompts import v2 as _v2
+
+INPUTS = ("pdf_source", "user_query")
+"""What a request gives: the PDF and the user's question (Hamilton's example names)."""
 
 FINAL_VARS = ("summarized_text",)
 """What a run returns."""
 
-PROMPT_NODES = ("summarize_chunk_of_text_prompt", "summarize_text_from_summaries_prompt")
-"""Template nodes every arm must resolve to a tagged implementation."""
-
-PROMPT_VERSIONS = ("v1", "v2", "v3")
-"""Values of `prompt_version` this module implements."""
-
-RENDERED_PROMPTS = ("chunk_prompts", "prompt_and_text_content")
-"""Nodes that render the templates; a dry run of them with `SAMPLE_VALUES` checks an arm."""
-
-SAMPLE_VALUES: dict[str, Any] = {
-    "raw_text": "[page 1]\nA sample sentence to chunk. Another one follows it.",
-    "summarized_chunks": "A sample summary of one chunk.",
-    "user_query": "What is the sample about?",
+SAMPLE_INPUTS: dict[str, Any] = {
+    "pdf_source": (Path(__file__).parent / "sample.pdf").read_bytes(),
+    "user_query": "What did the pilot change for commuters?",
 }
-"""Stand-ins for the PDF text, the chunk summaries and the question in that dry run."""
+"""A one-page PDF (the first page of `pdfs.SAMPLE_REPORT`) and a question, for the dry run."""
 
 DEFAULT_CONTENT_TYPE = "a document"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -72,10 +70,25 @@ _V3_FINAL_TEMPLATE = (
 
 
 def raw_text(
-    pdf_source: Any, max_pdf_bytes: int | None = None, max_pdf_pages: int | None = None
+    pdf_source: bytes,
+    max_pdf_bytes: int = _pdfs.DEFAULT_MAX_BYTES,
+    max_pdf_pages: int = _pdfs.DEFAULT_MAX_PAGES,
 ) -> str:
     """Text of the PDF, a `[page N]` line before each page's text (raises `PdfError`)."""
-    return read_pdf_text(pdf_source, max_bytes=max_pdf_bytes, max_pages=max_pdf_pages)
+    return _pdfs.read_pdf_text(pdf_source, max_bytes=max_pdf_bytes, max_pages=max_pdf_pages)
+
+
+def query(user_query: str, max_query_chars: int = 4000) -> str:
+    """The user's question, refused when empty or longer than `max_query_chars`."""
+    text = user_query.strip()
+    if not text:
+        raise FlowInputError("user_query must not be empty", reason="empty_query")
+    if len(user_query) > max_query_chars:
+        raise FlowInputError(
+            f"user_query is too long: {len(user_query)} characters (limit {max_query_chars})",
+            reason="query_too_long",
+        )
+    return text
 
 
 def chunked_text(
@@ -110,14 +123,12 @@ def summarize_chunk_of_text_prompt__v3() -> str:
 def chunk_prompts(
     summarize_chunk_of_text_prompt: str,
     chunked_text: list[str],
-    user_query: str,
+    query: str,
     content_type: str = DEFAULT_CONTENT_TYPE,
 ) -> list[str]:
     """The chunk template rendered once per chunk."""
     return [
-        _render(
-            summarize_chunk_of_text_prompt, content_type=content_type, query=user_query, text=chunk
-        )
+        _render(summarize_chunk_of_text_prompt, content_type=content_type, query=query, text=chunk)
         for chunk in chunked_text
     ]
 
@@ -167,7 +178,7 @@ def summarize_text_from_summaries_prompt__v3() -> str:
 
 def prompt_and_text_content(
     summarize_text_from_summaries_prompt: str,
-    user_query: str,
+    query: str,
     summarized_chunks: str,
     content_type: str = DEFAULT_CONTENT_TYPE,
 ) -> str:
@@ -175,7 +186,7 @@ def prompt_and_text_content(
     return _render(
         summarize_text_from_summaries_prompt,
         content_type=content_type,
-        query=user_query,
+        query=query,
         summaries=summarized_chunks,
     )
 

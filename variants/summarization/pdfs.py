@@ -1,8 +1,9 @@
-"""PDF input: extract text safely with pypdf, and generate known PDFs with reportlab.
+"""PDF input of the summarizer flow: extract text safely with pypdf, make known PDFs.
 
-`read_pdf_text` is the only way a flow reads a PDF. It enforces size limits before parsing,
+`read_pdf_text` is the only way the flow reads a PDF. It enforces size limits before parsing,
 keeps a `[page N]` marker before the text of every page that has any, and turns every way a
-PDF can be unusable into one `PdfError(ValueError)` whose `reason` says which:
+PDF can be unusable into one `PdfError`, a `FlowInputError` (so the platform answers 422 and
+records nothing), whose `reason` says which:
 
 | reason      | meaning                                                        |
 |-------------|----------------------------------------------------------------|
@@ -11,11 +12,13 @@ PDF can be unusable into one `PdfError(ValueError)` whose `reason` says which:
 | `encrypted` | password-protected (an empty user password is tried first)     |
 | `no_text`   | parses, but has no extractable text (e.g. scanned images only) |
 
-Limits default to the environment: `ABTEST_PDF_MAX_BYTES` (20 MB) and `ABTEST_PDF_MAX_PAGES`
-(200), read at call time so a deployment can change them without code.
+Limits are the flow's configuration (`max_pdf_bytes`, `max_pdf_pages` in an arm's config;
+20 MB and 200 pages by default): a request can never raise them.
 
-`make_pdf` writes multi-page PDFs with known text; `SAMPLE_REPORT` is a four-page report with
-distinct facts per page, used by the demo, the benchmarks and the tests.
+`make_pdf` writes multi-page PDFs with known text (reportlab, a development dependency:
+`pip install abtest-prompts[devtools]`); `SAMPLE_REPORT` is a four-page report with distinct
+facts per page, used by the demo, the benchmarks and the tests, and `sample.pdf` beside this
+module is its first page, the flow's `SAMPLE_INPUTS`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from abtest.settings import env_int
+from abtest import FlowInputError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -34,8 +37,6 @@ __all__ = [
     "PdfError",
     "PdfSource",
     "make_pdf",
-    "max_pdf_bytes",
-    "max_pdf_pages",
     "read_pdf_text",
 ]
 
@@ -101,26 +102,15 @@ SAMPLE_REPORT: tuple[tuple[str, ...], ...] = (
 PdfProblem = Literal["too_large", "corrupt", "encrypted", "no_text"]
 
 
-class PdfError(ValueError):
+class PdfError(FlowInputError):
     """A PDF that cannot be used as input; `reason` is one of `PdfProblem`."""
 
     def __init__(self, reason: PdfProblem, message: str):
-        self.reason = reason
-        super().__init__(message)
-
-
-def max_pdf_bytes() -> int:
-    """The byte limit in force: `ABTEST_PDF_MAX_BYTES`, else 20 MB."""
-    return env_int("ABTEST_PDF_MAX_BYTES", DEFAULT_MAX_BYTES)
-
-
-def max_pdf_pages() -> int:
-    """The page limit in force: `ABTEST_PDF_MAX_PAGES`, else 200."""
-    return env_int("ABTEST_PDF_MAX_PAGES", DEFAULT_MAX_PAGES)
+        super().__init__(message, reason=reason)
 
 
 def read_pdf_text(
-    source: PdfSource, *, max_bytes: int | None = None, max_pages: int | None = None
+    source: PdfSource, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pages: int = DEFAULT_MAX_PAGES
 ) -> str:
     """Text of every page of a PDF, each page's text after a `[page N]` line.
 
@@ -129,9 +119,8 @@ def read_pdf_text(
     source
         A path, the PDF's bytes, or a binary file object (read from its current position).
     max_bytes, max_pages
-        Limits; `None` takes `max_pdf_bytes()` / `max_pdf_pages()`. The byte limit is checked
-        before anything is parsed (a path by its size, a file object by reading at most
-        `max_bytes + 1` bytes).
+        Limits. The byte limit is checked before anything is parsed (a path by its size, a
+        file object by reading at most `max_bytes + 1` bytes).
 
     Raises
     ------
@@ -139,8 +128,7 @@ def read_pdf_text(
         With `reason` "too_large", "corrupt", "encrypted" or "no_text" and a message a user
         can act on.
     """
-    limit_bytes = max_pdf_bytes() if max_bytes is None else max_bytes
-    limit_pages = max_pdf_pages() if max_pages is None else max_pages
+    limit_bytes, limit_pages = max_bytes, max_pages
     data = _read_bytes(source, limit_bytes)
     if not data:
         raise PdfError("corrupt", "the PDF is empty (0 bytes)")

@@ -1,8 +1,9 @@
 """Documents and questions for `abtest demo`: public-domain text only.
 
 Lincoln's Gettysburg Address (1863) and the opening of the Declaration of Independence (1776)
-are in the public domain. The transit report is `abtest.pdfs.SAMPLE_REPORT`; the soil study and
-the library notice were written for this project and are dedicated to the public domain (CC0).
+are in the public domain. The transit report is `variants.summarization.pdfs.SAMPLE_REPORT`;
+the soil study and the library notice were written for this project and are dedicated to
+the public domain (CC0).
 Each document is a tuple of pages, each page a tuple of paragraphs, as `make_pdf` takes them.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abtest.pdfs import SAMPLE_REPORT
+from variants.summarization.pdfs import SAMPLE_REPORT
 
 Pages = tuple[tuple[str, ...], ...]
 

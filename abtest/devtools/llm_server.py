@@ -3,7 +3,9 @@
 The server speaks the subset of the OpenAI REST API the platform uses (``GET /v1/models``,
 ``POST /v1/chat/completions`` with and without ``stream``), so the official ``openai`` SDK talks
 to it unchanged: point ``base_url`` at ``http://127.0.0.1:PORT/v1``. It is *not* a language
-model. Behind it sits a deterministic extractive summarizer that genuinely reads the prompt:
+model. Behind it sits a deterministic `LocalModel` that genuinely reads the prompt: support
+prompts (pick a label, reply from knowledge, rewrite a reply) get the answers described under
+**Support prompts** below; every other prompt gets an extractive summary:
 
 * **Text to summarize.** The first of: blocks fenced by triple backticks or triple quotes, or
   wrapped in ``<document>``/``<text>``/``<article>``/``<context>``/``<passage>``/``<input>``/
@@ -42,12 +44,50 @@ model. Behind it sits a deterministic extractive summarizer that genuinely reads
   sentences / <= 70 words. An explicit sentence count lifts the default word cap, an explicit
   word limit lifts the default sentence count (as many best sentences as fit); explicit
   limits apply to every model.
+* **Support prompts** (`abtest.devtools.local_model_support.SupportResponder`, tried before
+  summarizing, in this order):
+
+  - *pick a label*: a prompt that offers, outside its tagged or fenced blocks, ``one of:`` a
+    list of labels, inline (``Answer with exactly one of: billing, refund, other.``, separated
+    by commas, ``or``, ``and``, ``|``, ``/``; ``label (description)`` allowed) or as the bullet
+    lines that follow (``- billing: invoices, charges``), and that asks to classify,
+    categorize, label, pick, choose, select or answer/respond/reply with, gets exactly one of
+    the labels, spelled as listed. The text
+    classified is the customer's message (see below), else a ``<text>``/``<input>``/``<query>``/
+    ``<question>``/``<request>`` block or label, else the prompt without the list. Each of its
+    content words scores 2 for a label whose name it matches, 1 for a label whose description
+    or built-in synonyms (``LABEL_SYNONYMS``, for billing, refund, shipping, account, technical)
+    it matches; words match when their stems are equal or one is a prefix (of 4 letters or
+    more) of the other. The highest total wins, ties go to the label listed first, no score at
+    all to ``other`` when listed (else the first label). ``temperature`` is ignored;
+  - *rewrite a reply*: a prompt asking to rewrite, rephrase, reword, revise or polish a reply
+    given in ``<reply>``/``<draft>``/``<draft_reply>``/``<response>``/``<answer>`` tags (or after
+    a ``Reply:``/``Draft:``/``Draft reply:``/``Response:``/``Answer:`` label) returns the reply's
+    own sentences (short ones included) fitted to the instructions outside it: word limits,
+    sentence counts and bullets as above, but no model defaults (without limits every sentence
+    stays). Sentences sharing most words with the customer's message, if the prompt has one,
+    are kept first, else the leading ones; the kept ones stay in order;
+  - *reply from knowledge*: a prompt with knowledge (``<knowledge>``/``<knowledge_base>``/
+    ``<kb>``/``<faq>``/``<context>``/``<article(s)>``/``<document(s)>``/``<source(s)>``/
+    ``<policy>`` tags or a ``Knowledge:``/``Knowledge base:``/``FAQ:``/``Context:``/``Help
+    articles:``/``Policy:`` label), a customer message and a request to reply, respond, answer
+    or write back returns the knowledge sentences that share most words with the message (same
+    matching as labels; ties: earlier first), in the knowledge's order, within the explicit
+    limits or else the model's style;
+  - the *customer message* is a ``<message>``/``<customer_message>``/``<customer>``/
+    ``<ticket>``/``<email>``/``<inquiry>`` block, or the text after a ``Message:``/``Customer
+    message:``/``Customer:``/``Ticket:``/``Inquiry:`` label up to the next tag or ``Label:``
+    line. Summarization prompts have none of these shapes, so they are summarized;
+  - *tone*: when the instructions ask for a warm, friendly, empathetic or cheerful tone or a
+    greeting, a reply or rewrite starts with ``GREETING`` ("Hi there, thanks for reaching
+    out!"). Its words count towards the word limit; it is left out when the text already
+    greets, or when with it no whole sentence would fit but without it one would.
 * **Request parameters.** ``max_tokens`` (or ``max_completion_tokens``) truncates the output to
   that many estimated tokens and sets ``finish_reason="length"``; ``stop`` cuts at the first
   stop sequence. ``temperature`` > 0 adds score noise drawn from an RNG seeded by a hash of the
   whole request (model, messages, temperature, ``seed``) and the server ``seed``: different
-  temperatures may pick different sentences, but the same request always gets the same answer.
-  ``n`` must be 1; other OpenAI parameters are accepted and ignored.
+  temperatures may pick different sentences (labels excepted), but the same request always gets
+  the same answer. ``n`` must be 1; other OpenAI parameters are accepted and ignored.
 * **Usage** is honest: ``prompt_tokens`` = :func:`abtest.tokens.estimate_message_tokens`
   (content + role + 3 tokens per message + 3 reply-priming tokens), ``completion_tokens`` =
   :func:`abtest.tokens.estimate_tokens` of the output.
@@ -60,6 +100,11 @@ disconnects). With ``x-fail-count: K`` only the first K requests carrying the sa
 ``x-request-key`` header (or, without it, the same body) fail, so client retries can succeed.
 Errors always use OpenAI's JSON shape ``{"error": {"message", "type", "param", "code"}}``;
 malformed requests get 400, unknown models 404, never 500.
+
+Code: this module holds the summarizer, `LocalModel` (support rules first, then the summarizer)
+and the HTTP layer; the shared text primitives (instructions, sentences, terms, model styles)
+are in :mod:`abtest.devtools.local_text`, the support rules in
+:mod:`abtest.devtools.local_model_support`.
 """
 
 from __future__ import annotations
@@ -84,13 +129,25 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from abtest.serving import ServerHandle, serve_app_in_thread
+from abtest.devtools.local_model_support import SupportResponder
+from abtest.devtools.local_text import (
+    Instructions,
+    choose_sentences,
+    content_terms,
+    count_words,
+    parse_instructions,
+    request_rng,
+    sentence_limits,
+    split_sentences,
+)
+from abtest.devtools.serving import ServerHandle, serve_app_in_thread
 from abtest.tokens import estimate_message_tokens, estimate_tokens, message_text
 
 __all__ = [
     "DEFAULT_MODELS",
     "ExtractiveSummarizer",
     "Instructions",
+    "LocalModel",
     "ServerHandle",
     "count_words",
     "create_app",
@@ -102,97 +159,6 @@ __all__ = [
 ]
 
 DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "local-extractive")
-
-
-@dataclass(frozen=True)
-class _Style:
-    sentences: int
-    max_words: int
-
-
-_STYLES: dict[str, _Style] = {
-    "gpt-4o-mini": _Style(sentences=2, max_words=50),
-    "gpt-4o": _Style(sentences=3, max_words=90),
-    "local-extractive": _Style(sentences=3, max_words=70),
-}
-_DEFAULT_STYLE = _STYLES["local-extractive"]
-
-# ---------------------------------------------------------------------------------------------
-# Instruction parsing
-# ---------------------------------------------------------------------------------------------
-
-_NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
-    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-    "ninety": 90, "hundred": 100, "a hundred": 100, "one hundred": 100, "a single": 1,
-    "single": 1,
-}  # fmt: skip
-# Longest alternatives first so "one hundred" wins over "one".
-_NUM = r"(\d+|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + ")"
-
-_WORD_LIMITS: list[tuple[re.Pattern[str], int]] = [
-    (
-        re.compile(
-            rf"\b(?:at most|no more than|not more than|up to|within|maximum of|max(?:imum)?"
-            rf"|limit(?:ed)? to|no longer than)\s+{_NUM}\s+words?\b"
-        ),
-        0,
-    ),
-    (re.compile(rf"\b{_NUM}\s+words?\s+(?:or\s+(?:fewer|less)|max(?:imum)?)\b"), 0),
-    (re.compile(rf"\b(?:under|fewer than|less than|below)\s+{_NUM}\s+words?\b"), -1),
-    (re.compile(rf"\b(?:in|to)\s+{_NUM}\s+words?\b"), 0),
-    (re.compile(rf"\b{_NUM}[- ]word\b(?!s)"), 0),
-]
-_SENTENCES = re.compile(rf"\b{_NUM}[\s-]+sentences?\b")
-_BULLETS = re.compile(r"\bbullet(?:s|ed|\s+points?|\s+list)?\b")
-_NO_BULLETS = re.compile(
-    r"\b(?:no|without|avoid(?:ing)?|(?:do not|don't|never)\s+use)\s+(?:any\s+)?bullet"
-)
-_BULLET_COUNT = re.compile(rf"\b{_NUM}\s+(?:bullet(?:\s+points?|s)?|key\s+points|points)\b")
-_FOCUS = [
-    re.compile(r"\bfocus(?:ing|ed)?\s+(?:on|upon)\s*:?\s*([^\n.!?;]+)"),
-    re.compile(r"\bthe user asked\s*:?\s*[\"'“]?([^\n\"”]+)"),
-    re.compile(r"\b(?:emphasi[sz]e|concentrate on)\s*:?\s*([^\n.!?;]+)"),
-    re.compile(r"^\s*(?:question|query|topic|focus)\s*:\s*(.+)$", re.MULTILINE),
-]
-
-
-def _number(text: str) -> int:
-    text = text.strip().lower()
-    return int(text) if text.isdigit() else _NUMBER_WORDS.get(text, 1)
-
-
-@dataclass(frozen=True)
-class Instructions:
-    """What the prompt asked for (``None`` = not specified)."""
-
-    max_words: int | None = None
-    sentences: int | None = None
-    bullets: bool = False
-    focus: str = ""
-
-
-def parse_instructions(text: str) -> Instructions:
-    """Read word limits, sentence counts, bullet requests and a focus from instruction text."""
-    low = text.lower()
-    limits = [
-        max(1, _number(m.group(1)) + delta)
-        for pattern, delta in _WORD_LIMITS
-        for m in pattern.finditer(low)
-    ]
-    sentences = [_number(m.group(1)) for m in _SENTENCES.finditer(low)]
-    bullets = bool(_BULLETS.search(low)) and not _NO_BULLETS.search(low)
-    if bullets:
-        sentences += [_number(m.group(1)) for m in _BULLET_COUNT.finditer(low)]
-    focus = " ".join(m.group(1).strip() for pattern in _FOCUS for m in pattern.finditer(low))
-    return Instructions(
-        max_words=min(limits) if limits else None,
-        sentences=max(1, min(sentences)) if sentences else None,
-        bullets=bullets,
-        focus=focus,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,111 +262,8 @@ def _split_document(
 
 
 # ---------------------------------------------------------------------------------------------
-# Sentences and scoring
+# The extractive summarizer and the served model
 # ---------------------------------------------------------------------------------------------
-
-_ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "inc", "ltd",
-    "co", "no", "fig", "approx", "u.s", "u.k", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
-    "sep", "sept", "oct", "nov", "dec",
-}  # fmt: skip
-_SENTENCE_END = re.compile(r"[.!?]+[\"')\]”’]*(?=\s+[\"'(\[“‘]?[A-Z0-9])")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|#+)\s+")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from
-    further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your yours yourself yourselves
-    s t can't don't it's i'm we're they're let's may might must shall one new said says""".split()
-)
-
-
-def _stem(word: str) -> str:
-    if word.endswith("'s"):
-        word = word[:-2]
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 5 and word.endswith("ing"):
-        return word[:-3]
-    if len(word) > 4 and word.endswith("ed"):
-        return word[:-2]
-    if len(word) > 4 and word.endswith("es") and word[-3] in "sxz":
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
-def content_terms(text: str) -> list[str]:
-    """Stemmed, lower-cased words of ``text`` without stop words."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
-
-
-_PAGE_MARKER = re.compile(r"^[ \t]*\[page \d+\][ \t]*$", re.MULTILINE)
-
-
-def split_sentences(document: str) -> list[str]:
-    """Split text into sentences; list items and headings become their own units.
-
-    Wrapped lines (as in PDF text) are joined, re-attaching words hyphenated at a line end.
-    Page markers (`[page 3]` lines, as `abtest.pdfs` writes them) end a paragraph and are not
-    content, so they never end up inside a summary.
-    """
-    units: list[str] = []
-    document = _PAGE_MARKER.sub("\n\n", document)
-    for para in re.split(r"\n\s*\n", document):
-        current = ""
-        standalone = False  # the current unit is a heading: never continue it
-        for raw in para.splitlines():
-            line = raw.strip()
-            if not line:
-                continue
-            marker = _LIST_MARKER.match(line)
-            if marker or not current or standalone:
-                if current:
-                    units.append(current)
-                current = line[marker.end() :].strip() if marker else line
-                standalone = line.startswith("#")
-            elif current.endswith("-") and line[:1].islower():
-                current = current[:-1] + line
-            else:
-                current = f"{current} {line}"
-        if current:
-            units.append(current)
-    sentences: list[str] = []
-    for unit in units:
-        start = 0
-        for m in _SENTENCE_END.finditer(unit):
-            candidate = unit[start : m.end()]
-            words = candidate.rstrip("\"')]”’.!?").split()
-            last = words[-1].lower() if words else ""
-            if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
-                continue
-            sentences.append(candidate.strip())
-            start = m.end()
-        sentences.append(unit[start:].strip())
-    sentences = [s for s in sentences if s]
-    substantial = [s for s in sentences if len(s.split()) >= 4]
-    return substantial or sentences
-
-
-def count_words(text: str) -> int:
-    """Words as a reader counts them: whitespace-separated pieces containing a letter or digit.
-
-    Bullet markers (``-``) are not words. This is the unit of the prompt's word limits.
-    """
-    return sum(1 for piece in text.split() if any(ch.isalnum() for ch in piece))
-
-
-def _truncate_words(sentence: str, limit: int) -> str:
-    words = sentence.split()
-    if len(words) <= limit:
-        return sentence
-    return " ".join(words[:limit]).rstrip(",;:.!?-") + "…"
 
 
 class ExtractiveSummarizer:
@@ -429,43 +292,12 @@ class ExtractiveSummarizer:
         if not sentences:
             return "There is no text to summarize."
 
-        style = _STYLES.get(model, _DEFAULT_STYLE)
-        if instructions.max_words is not None:
-            max_words: int | None = instructions.max_words
-            want = instructions.sentences or len(sentences)
-        elif instructions.sentences is not None:
-            max_words, want = None, instructions.sentences
-        else:
-            max_words, want = style.max_words, style.sentences
-
+        max_words, want = sentence_limits(instructions, model, len(sentences))
         scores = self._score(sentences, instructions.focus)
         if temperature > 0:
-            digest = hashlib.sha256(
-                json.dumps(
-                    [model, list(messages), temperature, request_seed, self.seed],
-                    sort_keys=True,
-                    default=str,
-                ).encode()
-            ).digest()
-            rng = random.Random(int.from_bytes(digest[:8], "big"))
+            rng = request_rng(model, messages, temperature, request_seed, self.seed)
             scores = [s + temperature * 0.5 * rng.random() for s in scores]
-        ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
-
-        chosen: list[int] = []
-        used = 0
-        for i in ranked:
-            if len(chosen) >= want:
-                break
-            n = count_words(sentences[i])
-            if max_words is None or used + n <= max_words:
-                chosen.append(i)
-                used += n
-        if not chosen:  # even the best sentence is too long: cut it at the limit
-            best = ranked[0]
-            picked = [_truncate_words(sentences[best], max_words or 1)]
-        else:
-            picked = [sentences[i] for i in sorted(chosen)]
-
+        picked = choose_sentences(sentences, scores, want, max_words)
         if instructions.bullets:
             return "\n".join(f"- {s}" for s in picked)
         return " ".join(picked)
@@ -489,6 +321,26 @@ class ExtractiveSummarizer:
             lead = 0.15 if i == 0 else 0.0
             scores.append(salience + 3.0 * overlap + lead)
         return scores
+
+
+class LocalModel:
+    """The served model: `SupportResponder` for support prompts, else `ExtractiveSummarizer`."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.support = SupportResponder(seed=seed)
+        self.summarizer = ExtractiveSummarizer(seed=seed)
+
+    def generate(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        model: str,
+        temperature: float = 0.0,
+        request_seed: int | None = None,
+    ) -> str:
+        kwargs = {"model": model, "temperature": temperature, "request_seed": request_seed}
+        answer = self.support.generate(messages, **kwargs)
+        return answer if answer is not None else self.summarizer.generate(messages, **kwargs)
 
 
 def _apply_stop(text: str, stop: str | list[str] | None) -> str:
@@ -607,7 +459,7 @@ def create_app(
     if not 0.0 <= failure_rate <= 1.0:
         raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate}")
     served = list(models) if models else list(DEFAULT_MODELS)
-    summarizer = ExtractiveSummarizer(seed=seed)
+    local_model = LocalModel(seed=seed)
     faults = _FaultState(failure_rate=failure_rate, rng=random.Random(seed))
     created = int(time.time())
     app = FastAPI(title="abtest local model server", version="1.0")
@@ -661,7 +513,7 @@ def create_app(
             return failure
 
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        text = summarizer.generate(
+        text = local_model.generate(
             messages, model=req.model, temperature=req.temperature or 0.0, request_seed=req.seed
         )
         finish_reason = "stop"

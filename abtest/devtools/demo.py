@@ -1,0 +1,234 @@
+"""`abtest demo`: the main job end to end, from nothing, with every part of the platform.
+
+1. Embedded defaults: the embedded Redis (unless `REDIS_URL`) and the local model server
+   (unless `OPENAI_BASE_URL`/`OPENAI_API_KEY`).
+2. Every experiment's flows are built and validated; the API starts on a free port.
+3. For each demo experiment, N simulated users each send run inputs through
+   `POST /v1/experiments/{id}/run`, then post feedback through `POST /v1/outcomes`, as a real
+   client would.
+4. The analysis reads the streams back and writes `reports/<experiment>.html`.
+
+The demo knows no particular flow: a flow takes part when its package has a `simulation`
+module (`<flow>.simulation`) with `FEEDBACK_METRIC`, `sample_inputs(rng) -> inputs` and
+`feedback_probability(inputs, outputs) -> float`, its documented preference model. The truth
+is therefore known, and printed beside the analysis' verdict.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from abtest import store
+from abtest.experiments import Experiment
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo runs: which experiments (default: every running experiment whose flow has
+    a simulation), how many users each, how concurrently, where the reports go."""
+
+    experiments_dir: Path = Path("experiments")
+    experiment_ids: tuple[str, ...] = ()
+    users: int = 2000
+    concurrency: int = 8
+    seed: int = 2026
+    reports_dir: Path = Path("reports")
+    fresh: bool = True
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """What a demo run produced for one experiment."""
+
+    experiment_id: str
+    metric: str
+    report_path: Path
+    summary: str
+    table: object
+    srm_p_value: float
+    true_rates: dict[str, float]
+    runs_ok: int
+    runs_failed: int
+    seconds: float
+
+
+def simulation_of(experiment: Experiment) -> ModuleType | None:
+    """The `simulation` module of the experiment's flow package, None when it has none."""
+    base = experiment.modules_for(experiment.arms[0])[0]
+    try:
+        return importlib.import_module(f"{base}.simulation")
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and base.startswith(exc.name.rsplit(".simulation", 1)[0]):
+            return None
+        raise
+
+
+def demo_experiments(
+    experiments: Mapping[str, Experiment], wanted: Sequence[str]
+) -> list[tuple[Experiment, ModuleType]]:
+    """(experiment, simulation) pairs the demo runs; raises `ValueError` for a wanted
+    experiment that does not exist or has no simulation."""
+    chosen = []
+    for experiment_id, experiment in experiments.items():
+        if wanted and experiment_id not in wanted:
+            continue
+        simulation = simulation_of(experiment)
+        if simulation is None:
+            if wanted:
+                raise ValueError(
+                    f"experiment '{experiment_id}': its flow has no simulation module "
+                    f"('{experiment.modules_for(experiment.arms[0])[0]}.simulation')"
+                )
+            continue
+        if wanted or experiment.status == "running":
+            chosen.append((experiment, simulation))
+    missing = sorted(set(wanted) - set(experiments))
+    if missing:
+        raise ValueError(f"unknown experiment(s): {', '.join(missing)}")
+    return chosen
+
+
+def _json_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Run inputs as the JSON API takes them (bytes as base64)."""
+    return {
+        name: base64.b64encode(value).decode() if isinstance(value, bytes) else value
+        for name, value in inputs.items()
+    }
+
+
+def _simulate_user(
+    http: httpx.Client, experiment_id: str, simulation: ModuleType, index: int, seed: int
+) -> tuple[str, float] | None:
+    """One user: a run, then feedback. Returns the user's arm and true feedback probability,
+    or None when the run failed."""
+    rng = random.Random(f"{seed}:{experiment_id}:{index}")
+    unit_id = f"demo-user-{index:05d}"
+    inputs = simulation.sample_inputs(rng)
+    response = http.post(
+        f"/v1/experiments/{experiment_id}/run",
+        json={"unit_id": unit_id, "inputs": _json_inputs(inputs)},
+    )
+    if response.status_code != 200:
+        return None
+    body = response.json()
+    probability = simulation.feedback_probability(inputs, body["outputs"])
+    liked = rng.random() < probability
+    feedback = {
+        "experiment_id": experiment_id,
+        "unit_id": unit_id,
+        "metric": simulation.FEEDBACK_METRIC,
+        "value": 1.0 if liked else 0.0,
+        "request_id": body["request_id"],
+    }
+    http.post("/v1/outcomes", json=feedback).raise_for_status()
+    return body["arm"], probability
+
+
+def _clear_streams(experiment_id: str) -> None:
+    from abtest.event_fields import dedupe_key, stream_key
+
+    keys = [
+        f(experiment_id, kind) for kind in ("exposure", "outcome") for f in (stream_key, dedupe_key)
+    ]
+    store.sync_client().delete(*keys)
+
+
+def run_demo(
+    settings: DemoSettings,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
+) -> list[DemoOutcome]:
+    """Run the whole demo; `on_start(experiment_id, users)` is called before each experiment
+    and `progress(n)` after each simulated user."""
+    from abtest.api import create_app
+    from abtest.devtools.local import ensure_llm_endpoint
+    from abtest.devtools.serving import serve_app_in_thread
+    from abtest.platform import Platform
+    from abtest.prompts import PromptRegistry
+    from abtest.settings import Settings
+
+    llm = ensure_llm_endpoint()
+    try:
+        url = store.redis_url()
+        platform = Platform.load(
+            settings.experiments_dir, prompt_registry=PromptRegistry(store.sync_client(url))
+        )
+        chosen = demo_experiments(platform.experiments, settings.experiment_ids)
+        if not chosen:
+            raise ValueError(
+                f"no running experiment under {settings.experiments_dir} has a flow with a "
+                "simulation module"
+            )
+        app = create_app(
+            Settings(experiments_dir=settings.experiments_dir, home=store.abtest_home()),
+            platform=platform,
+        )
+        outcomes = []
+        with serve_app_in_thread(app, ready_path="/health", name="abtest-demo-api") as api:
+            with httpx.Client(base_url=api.root_url, timeout=60) as http:
+                for experiment, simulation in chosen:
+                    if on_start is not None:
+                        on_start(experiment.id, settings.users)
+                    outcomes.append(
+                        _run_experiment(http, experiment, simulation, settings, url, progress)
+                    )
+    finally:
+        if llm is not None:
+            llm.stop()
+    return outcomes
+
+
+def _run_experiment(
+    http: httpx.Client,
+    experiment: Experiment,
+    simulation: ModuleType,
+    settings: DemoSettings,
+    url: str,
+    progress: Callable[[int], None] | None,
+) -> DemoOutcome:
+    from analysis.report import analyze_stored, render_report
+
+    started = time.perf_counter()
+    if settings.fresh:
+        _clear_streams(experiment.id)
+    failed = 0
+    truth: dict[str, list[float]] = {arm: [] for arm in experiment.arm_names}
+
+    def user(index: int) -> tuple[str, float] | None:
+        return _simulate_user(http, experiment.id, simulation, index, settings.seed)
+
+    with ThreadPoolExecutor(settings.concurrency) as pool:
+        for answer in pool.map(user, range(settings.users)):
+            if answer is None:
+                failed += 1
+            else:
+                truth[answer[0]].append(answer[1])
+            if progress is not None:
+                progress(1)
+    result = analyze_stored(experiment, store.sync_client(url))
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    report_path = settings.reports_dir / f"{experiment.id}.html"
+    report_path.write_text(render_report(result), encoding="utf-8")
+    return DemoOutcome(
+        experiment_id=experiment.id,
+        metric=simulation.FEEDBACK_METRIC,
+        report_path=report_path,
+        summary=result.summary(),
+        table=result.table,
+        srm_p_value=result.srm_p_value,
+        true_rates={arm: sum(p) / len(p) for arm, p in truth.items() if p},
+        runs_ok=sum(len(p) for p in truth.values()),
+        runs_failed=failed,
+        seconds=time.perf_counter() - started,
+    )
