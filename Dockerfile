@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY abtest ./abtest
 COPY variants ./variants
 COPY analysis ./analysis
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[examples]'
 COPY experiments ./experiments
 
 RUN useradd --create-home --uid 10001 abtest && mkdir -p /data && chown abtest /data

@@ -10,12 +10,14 @@ What a flow author imports from here, and nothing else:
 
 Layers, imports pointing down only (`tests/test_layers.py` checks it):
 
-1. schema: `abtest.experiments` (experiment files), `abtest.event_fields` (event wire fields);
+1. schema: `abtest.experiments` (experiment files), `abtest.event_fields` (the event wire
+   format: fields, stream keys, `Exposure`/`Outcome`, encode/decode), `abtest.settings`
+   (every environment variable, parsed in one place);
 2. core, pure: `abtest.router`, `abtest.tracking`; `analysis` (needs layer 1 only);
 3. flow runtime: `abtest.flows`, `abtest.llm`, `abtest.tokens`, `abtest.prompts`,
    `abtest.platform`;
 4. edges: `abtest.events`, `abtest.store`, `abtest.api`, `abtest.client`, `abtest.cli`,
-   `abtest.settings`, `abtest.telemetry`;
+   `abtest.telemetry`;
 5. development tooling, never imported by the serving path: `abtest.devtools` (local model
    server, demo).
 

@@ -38,7 +38,7 @@ from abtest.event_fields import EventError, Exposure
 from abtest.events import EventLog
 from abtest.experiments import ExperimentFileError
 from abtest.flows import FlowConfigError, FlowInputError
-from abtest.platform import Platform
+from abtest.platform import Platform, platform_options
 from abtest.router import UnknownExperimentError
 from abtest.settings import Settings, get_settings
 from abtest.telemetry import CONTENT_TYPE_LATEST, Telemetry
@@ -168,11 +168,12 @@ class Services:
     platform: Platform
     event_log: EventLog
     telemetry: Telemetry
+    redis_url: str
 
 
 async def get_services(request: Request) -> Services:
     state = request.app.state
-    return Services(state.platform, state.event_log, state.telemetry)
+    return Services(state.platform, state.event_log, state.telemetry, state.redis_url)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -319,7 +320,7 @@ async def assign_get(
     """The unit's arm and the arm's config; logs an exposure when the unit is in the
     experiment."""
     state = request.app.state
-    services = Services(state.platform, state.event_log, state.telemetry)
+    services = Services(state.platform, state.event_log, state.telemetry, state.redis_url)
     return await _assign(experiment_id, AssignIn(unit_id=unit_id), services)
 
 
@@ -559,7 +560,8 @@ async def _analyze(experiment_id: str, services: Services) -> Any:
     from analysis.report import analyze_stored
 
     experiment = services.platform.router.experiment(experiment_id)
-    return await asyncio.to_thread(analyze_stored, experiment, store.sync_client())
+    client = store.sync_client(services.redis_url)
+    return await asyncio.to_thread(analyze_stored, experiment, client)
 
 
 class ReloadOut(BaseModel):
@@ -581,9 +583,7 @@ def reload_platform(app: FastAPI) -> Platform:
     settings: Settings = app.state.settings
     telemetry: Telemetry = app.state.telemetry
     try:
-        platform = Platform.load(
-            settings.experiments_dir, prompt_registry=app.state.prompt_registry
-        )
+        platform = load_platform(settings, app.state.prompt_registry)
     except (ExperimentFileError, FlowConfigError) as exc:
         telemetry.reloads.labels("rejected").inc()
         raise ApiError(422, "invalid_experiments", str(exc).splitlines()) from None
@@ -794,11 +794,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     from abtest.prompts import PromptRegistry
 
     settings: Settings = app.state.settings
-    url = store.redis_url()
-    app.state.prompt_registry = PromptRegistry(store.sync_client(url))
-    platform = app.state.platform_override or Platform.load(
-        settings.experiments_dir, prompt_registry=app.state.prompt_registry
+    url = store.redis_url(settings)
+    app.state.redis_url = url
+    app.state.prompt_registry = PromptRegistry(
+        store.sync_client(url), cache_ttl_s=settings.prompt_cache_ttl_s
     )
+    platform = app.state.platform_override or load_platform(settings, app.state.prompt_registry)
     client = store.async_client(url)
     event_log = EventLog(client, settings.spool_path, maxlen=settings.stream_maxlen)
     await event_log.start()
@@ -822,6 +823,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         except (NotImplementedError, RuntimeError, ValueError):
             pass
         await event_log.close()
+
+
+def load_platform(settings: Settings, prompt_registry: Any) -> Platform:
+    """The experiment files' platform, configured by the settings (`platform_options`)."""
+    return Platform.load(
+        settings.experiments_dir, prompt_registry=prompt_registry, **platform_options(settings)
+    )
 
 
 def _reload_on_signal(app: FastAPI) -> None:

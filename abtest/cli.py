@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,10 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_EXPERIMENTS = Path(os.environ.get("ABTEST_EXPERIMENTS", "experiments"))
-
 ExperimentsOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--experiments",
         "-e",
@@ -40,9 +39,40 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _load_all(path: Path):
+_SETTINGS: ContextVar[Any] = ContextVar("abtest_cli_settings", default=None)
+
+
+@app.callback()
+def _start() -> None:
+    """Parse the settings once, before any command: a bad environment variable stops here
+    with a message naming it. Hamilton's plugin autoloading (matplotlib, polars...) is
+    switched off unless asked for: our flows pass strings and lists, and it costs ~40 MB and
+    ~0.5 s per process (its documented switch, set before Hamilton is imported)."""
+    from abtest.settings import Settings, SettingsError
+
+    try:
+        _SETTINGS.set(Settings.from_env())
+    except SettingsError as exc:
+        raise fail(f"error: {exc}") from None
+    os.environ.setdefault("HAMILTON_AUTOLOAD_EXTENSIONS", "0")
+
+
+def settings():
+    """The settings `_start` parsed for this command (parsed now when a command function is
+    called directly, without the command line)."""
+    from abtest.settings import Settings
+
+    return _SETTINGS.get() or Settings.from_env()
+
+
+def _experiments_dir(path: Path | None) -> Path:
+    return path if path is not None else settings().experiments_dir
+
+
+def _load_all(path: Path | None):
     from abtest.experiments import load_experiments
 
+    path = _experiments_dir(path)
     if not path.exists():
         raise fail(f"error: {path}: no such file or directory")
     try:
@@ -60,7 +90,7 @@ def validate(
     """Validate experiment files and their flows: one summary line per file, or every error
     and exit 1. A file passes when it parses and every arm's Hamilton driver builds, has each
     prompt node in the version the arm asks for, and renders every prompt."""
-    results = check_files(paths or [DEFAULT_EXPERIMENTS])
+    results = check_files(paths or [_experiments_dir(None)])
     if not results:
         raise fail("error: no experiment files found")
     failed = False
@@ -105,7 +135,7 @@ def _with_flow_problems(path: Path, outcome):
 def assign(
     experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
     unit_id: Annotated[str, typer.Argument(help="Value of the experiment's hash attribute.")],
-    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+    experiments: ExperimentsOption = None,
 ) -> None:
     """Print the arm a unit gets, the rule that decided it and the arm's config."""
     from abtest.router import Router, UnknownExperimentError
@@ -126,7 +156,7 @@ def assign(
 def demo(
     users: Annotated[int, typer.Option(min=1, help="Simulated users per experiment.")] = 2000,
     concurrency: Annotated[int, typer.Option(min=1, help="Users in flight at once.")] = 8,
-    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+    experiments: ExperimentsOption = None,
     experiment_ids: Annotated[
         list[str] | None,
         typer.Option(
@@ -145,7 +175,7 @@ def demo(
     from abtest.flows import FlowConfigError
 
     settings = DemoSettings(
-        experiments_dir=experiments,
+        experiments_dir=_experiments_dir(experiments),
         experiment_ids=tuple(experiment_ids or ()),
         users=users,
         concurrency=concurrency,
@@ -163,7 +193,7 @@ def demo(
 
     try:
         outcomes = run_demo(settings, progress=lambda n: bars[-1].update(n), on_start=announce)
-    except (ExperimentFileError, FlowConfigError, ValueError) as exc:
+    except (ExperimentFileError, FlowConfigError, ValueError, ImportError) as exc:
         raise fail(f"error: {exc}") from None
     finally:
         for bar in bars:
@@ -224,7 +254,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
-    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+    experiments: ExperimentsOption = None,
 ) -> None:
     """Serve the API (assign, run, outcomes, results) with uvicorn.
 
@@ -237,7 +267,8 @@ def serve(
     from abtest.devtools.local import ensure_llm_endpoint
 
     _load_platform(experiments)
-    os.environ["ABTEST_EXPERIMENTS"] = str(experiments)  # the workers' create_app reads it
+    # the workers' create_app parses the environment again: pass the directory on to them
+    os.environ["ABTEST_EXPERIMENTS"] = str(_experiments_dir(experiments))
     llm = ensure_llm_endpoint()
     if llm is not None:
         typer.echo(f"using the built-in local model server at {llm.base_url}")
@@ -252,7 +283,7 @@ def serve(
     )
 
 
-def _load_platform(experiments: Path):
+def _load_platform(experiments: Path | None):
     """Every experiment's flows, built and validated, with the prompt registry when an arm
     binds a prompt to it."""
     from abtest.flows import FlowConfigError
@@ -279,7 +310,10 @@ def _prompt_registry_for(definitions):
     from abtest import store
     from abtest.prompts import PromptRegistry
 
-    return PromptRegistry(store.sync_client())
+    return PromptRegistry(
+        store.sync_client(store.redis_url(settings())),
+        cache_ttl_s=settings().prompt_cache_ttl_s,
+    )
 
 
 @contextmanager
@@ -317,7 +351,7 @@ def run(
         typer.Option("--attribute", "-a", help="NAME=VALUE of a unit attribute; repeatable."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
-    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+    experiments: ExperimentsOption = None,
 ) -> None:
     """Run a unit's arm end to end and print the outputs, the arm and the prompt versions.
 
@@ -416,7 +450,7 @@ def _registry_call(fn, *args):
     from abtest.prompts import PromptNotFoundError, PromptRegistryError
 
     try:
-        return fn(store.sync_client(), *args)
+        return fn(store.sync_client(store.redis_url(settings())), *args)
     except (PromptNotFoundError, PromptRegistryError, ValueError) as exc:
         raise fail(f"error: {exc}") from None
 
@@ -493,7 +527,7 @@ def report(
     experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
     out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="html, json or csv.")] = "html",
-    experiments: ExperimentsOption = DEFAULT_EXPERIMENTS,
+    experiments: ExperimentsOption = None,
 ) -> None:
     """Analyse the experiment's events and write the report (HTML, JSON or CSV)."""
     import redis
@@ -502,7 +536,12 @@ def report(
     from analysis.report import build_report
 
     try:
-        text = build_report(experiment_id, experiments, store.sync_client(), fmt=fmt)
+        text = build_report(
+            experiment_id,
+            _experiments_dir(experiments),
+            store.sync_client(store.redis_url(settings())),
+            fmt=fmt,
+        )
     except (ValueError, redis.RedisError) as exc:
         raise fail(f"error: {exc}") from None
     if out is None:

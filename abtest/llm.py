@@ -16,20 +16,18 @@ an :class:`LLMError` with a ``kind``. Total attempts are ``1 + max_retries``. ``
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 import openai
 
+from abtest.settings import Settings
 from abtest.tokens import estimate_message_tokens, estimate_tokens
 
 __all__ = [
@@ -38,13 +36,11 @@ __all__ = [
     "ErrorKind",
     "LLMClient",
     "LLMError",
-    "PriceConfigError",
     "PriceTable",
 ]
 
 ErrorKind = Literal["timeout", "rate_limited", "server_error", "bad_request", "connection"]
 
-PRICES_ENV = "ABTEST_PRICES"
 LOCAL_API_KEY = "local"
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal"}
 
@@ -93,10 +89,6 @@ class LLMError(Exception):
         self.attempts = attempts
 
 
-class PriceConfigError(ValueError):
-    """``ABTEST_PRICES`` (or a price file) could not be used."""
-
-
 @dataclass(frozen=True)
 class PriceTable:
     """USD per 1M input and per 1M output tokens, per model.
@@ -120,63 +112,14 @@ class PriceTable:
         return (prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PriceTable:
-        """Defaults overridden by ``ABTEST_PRICES``: inline JSON or the path of a JSON file.
-
-        The JSON maps model -> ``[usd_per_1m_in, usd_per_1m_out]`` (or ``{"input": x,
-        "output": y}``); the key ``"*"`` sets the price of unknown models.
-        """
-        raw = (os.environ if environ is None else environ).get(PRICES_ENV, "").strip()
-        if not raw:
-            return cls()
-        if raw[0] in "{[":
-            source, text = "inline JSON", raw
-        else:
-            source = f"file {raw!r}"
-            try:
-                text = Path(raw).expanduser().read_text(encoding="utf-8")
-            except OSError as exc:
-                raise PriceConfigError(
-                    f"{PRICES_ENV}: expected inline JSON or a readable JSON file, "
-                    f"cannot read {raw!r}: {exc.strerror or exc}"
-                ) from exc
-        return cls.from_json(text, source=source)
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str = "JSON") -> PriceTable:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PriceConfigError(f"{PRICES_ENV}: invalid JSON in {source}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise PriceConfigError(
-                f"{PRICES_ENV}: {source} must be a JSON object mapping model -> [in, out]"
-            )
-        prices = dict(DEFAULT_PRICES)
-        default = (0.0, 0.0)
-        for model, value in data.items():
-            pair = _price_pair(model, value, source)
-            if model == "*":
-                default = pair
-            else:
-                prices[model] = pair
-        return cls(prices=MappingProxyType(prices), default=default)
-
-
-def _price_pair(model: str, value: Any, source: str) -> tuple[float, float]:
-    if isinstance(value, Mapping):
-        value = [value.get("input"), value.get("output")]
-    if (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
-    ):
-        return float(value[0]), float(value[1])
-    raise PriceConfigError(
-        f"{PRICES_ENV}: price of {model!r} in {source} must be [usd_per_1m_input, "
-        f"usd_per_1m_output] with non-negative numbers, got {value!r}"
-    )
+    def from_settings(cls, settings: Settings | None = None) -> PriceTable:
+        """The built-in prices with `ABTEST_PRICES` applied (`settings`, default: parsed
+        from the environment)."""
+        settings = settings or Settings.from_env()
+        return cls(
+            prices=MappingProxyType({**DEFAULT_PRICES, **settings.prices}),
+            default=settings.default_price or (0.0, 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -234,10 +177,10 @@ class LLMClient:
     client is closed on its own loop when that loop shuts down (via an async-generator guard
     that ``asyncio.run`` finalizes) or by :meth:`aclose`.
 
-    Configuration falls back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``; with no key and a
-    local base URL the key ``"local"`` is used, so :mod:`abtest.devtools.llm_server` works out
-    of the box. ``prices=None`` reads :meth:`PriceTable.from_env` (bad ``ABTEST_PRICES`` fails here,
-    early, with :class:`PriceConfigError`).
+    Configuration falls back to ``settings`` (default: parsed from the environment,
+    ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``ABTEST_PRICES``); with no key and a local base
+    URL the key ``"local"`` is used, so :mod:`abtest.devtools.llm_server` works out of the box.
+    A bad ``ABTEST_PRICES`` fails here, early, with ``PriceConfigError``.
     """
 
     def __init__(
@@ -250,11 +193,14 @@ class LLMClient:
         *,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
+        settings: Settings | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if base_url is None or api_key is None or prices is None:
+            settings = settings or Settings.from_env()
+        self.base_url = base_url or (settings.openai_base_url if settings else None)
+        key = api_key or (settings.openai_api_key if settings else None)
         if not key:
             if self.base_url is None or not _is_local(self.base_url):
                 raise ValueError(
@@ -266,7 +212,7 @@ class LLMClient:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.prices = prices if prices is not None else PriceTable.from_env()
+        self.prices = prices if prices is not None else PriceTable.from_settings(settings)
         self._client = openai.OpenAI(
             base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0
         )

@@ -20,7 +20,19 @@ from abtest.flows import REGISTRY_PREFIX, FlowInputError, FlowRegistry, FlowResu
 from abtest.llm import LLMClient
 from abtest.prompts import PromptRegistry
 from abtest.router import Assignment, Router
+from abtest.settings import Settings
 from abtest.tracking import exposure, run_outcomes
+
+
+def platform_options(settings: Settings) -> dict[str, Any]:
+    """What the settings configure in a platform: the LLM client (endpoint, key, prices) when
+    an endpoint is configured, and the size limits of run inputs."""
+    llm_client = LLMClient(settings=settings) if settings.llm_configured else None
+    return {
+        "llm_client": llm_client,
+        "max_input_chars": settings.max_input_chars,
+        "max_input_bytes": settings.max_upload_bytes,
+    }
 
 
 def uses_prompt_registry(experiments: Iterable[Experiment]) -> bool:

@@ -26,7 +26,6 @@ Command-line helpers (`abtest prompts push|list|label|show|history`): `push_prom
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 import time
@@ -126,8 +125,9 @@ class PromptRegistry:
     client
         A redis-py client (either `decode_responses` setting); the caller owns it.
     cache_ttl_s
-        How long a label or `latest` lookup is served from the cache; `None` reads
-        `ABTEST_PROMPT_CACHE_TTL` (default 30 s); 0 disables caching of labels.
+        How long a label or `latest` lookup is served from the cache (services pass
+        `Settings.prompt_cache_ttl_s`, from `ABTEST_PROMPT_CACHE_TTL`); 0 disables caching of
+        labels.
     clock
         Monotonic seconds, injectable for tests of the TTL.
     """
@@ -136,12 +136,10 @@ class PromptRegistry:
         self,
         client: redis.Redis,
         *,
-        cache_ttl_s: float | None = None,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = client
-        if cache_ttl_s is None:
-            cache_ttl_s = float(os.environ.get("ABTEST_PROMPT_CACHE_TTL", DEFAULT_CACHE_TTL_S))
         if cache_ttl_s < 0:
             raise ValueError(f"cache_ttl_s ({cache_ttl_s}) must be >= 0")
         self.cache_ttl_s = cache_ttl_s

@@ -1,15 +1,27 @@
-"""Service settings, read once from the environment.
+"""Settings: every environment variable the platform reads, parsed in one place.
 
-Every knob of the API lives here with its environment variable, so the README's configuration
-reference and the code cannot drift apart: `ENVIRONMENT` lists them all.
+`Settings.from_env()` reads and checks them all at once: the entry points (`abtest` commands,
+`create_app`) call it at start-up, so a bad value (`ABTEST_PRICES` that is not JSON, a
+negative TTL) stops the process with a message naming the variable, instead of surfacing as an
+internal error on the first request. The service then hands the parsed values to what it
+builds (store, LLM client, prompt registry); library defaults (`abtest.store.redis_url()`,
+`LLMClient()`) go through the same parser. Nothing is read at import time. `ENVIRONMENT`
+lists every variable, so the README's configuration table and the code cannot drift apart.
+
+This module sits in the bottom layer (standard library only), so every layer can read it.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 ENVIRONMENT: dict[str, str] = {
     "ABTEST_EXPERIMENTS": "directory of experiment definition files (default: experiments)",
@@ -19,6 +31,7 @@ ENVIRONMENT: dict[str, str] = {
     "ABTEST_ADMIN_KEYS": "comma-separated bearer keys for /v1/admin/* (unset: admin closed)",
     "ABTEST_MAX_BODY_BYTES": "largest accepted request body (default: 1048576)",
     "ABTEST_MAX_UPLOAD_BYTES": "largest accepted /run body and bytes input (default: 20971520)",
+    "ABTEST_MAX_INPUT_CHARS": "longest text run input, or list item (default: 100000)",
     "ABTEST_STREAM_MAXLEN": "approximate MAXLEN per stream (unset: no trimming)",
     "OPENAI_BASE_URL": "OpenAI-compatible server for flows (default: OpenAI)",
     "OPENAI_API_KEY": "key for that server",
@@ -26,20 +39,143 @@ ENVIRONMENT: dict[str, str] = {
     "ABTEST_PROMPT_CACHE_TTL": "seconds a prompt registry label is cached (default: 30)",
 }
 
+Price = tuple[float, float]
+"""USD per 1M input tokens, USD per 1M output tokens."""
+
 
 class SettingsError(ValueError):
-    """An environment variable holds a value the service cannot use."""
+    """An environment variable holds a value the platform cannot use."""
 
 
-def _keys(name: str) -> frozenset[str]:
-    raw = os.environ.get(name, "")
+class PriceConfigError(SettingsError):
+    """`ABTEST_PRICES` (or the price file it names) could not be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the platform is configured with; see `ENVIRONMENT` for the variables.
+
+    `prices` are the `ABTEST_PRICES` entries (added to the built-in table of `abtest.llm`);
+    `default_price` is its `"*"` entry, the price of models no table knows.
+    """
+
+    experiments_dir: Path = Path("experiments")
+    home: Path = Path(".abtest")
+    redis_url: str | None = None
+    api_keys: frozenset[str] = field(default_factory=frozenset)
+    admin_keys: frozenset[str] = field(default_factory=frozenset)
+    max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 20_971_520
+    max_input_chars: int = 100_000
+    stream_maxlen: int | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    prices: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
+    default_price: Price | None = None
+    prompt_cache_ttl_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every variable of `environ` (default: the process environment), checked; raises
+        `SettingsError` naming the first bad one."""
+        env = os.environ if environ is None else environ
+        prices, default_price = parse_prices(_text(env, "ABTEST_PRICES") or "")
+        return cls(
+            experiments_dir=Path(_text(env, "ABTEST_EXPERIMENTS") or "experiments"),
+            home=Path(_text(env, "ABTEST_HOME") or ".abtest"),
+            redis_url=_text(env, "REDIS_URL"),
+            api_keys=_keys(env, "ABTEST_API_KEYS"),
+            admin_keys=_keys(env, "ABTEST_ADMIN_KEYS"),
+            max_body_bytes=_positive_int(env, "ABTEST_MAX_BODY_BYTES", 1_048_576),
+            max_upload_bytes=_positive_int(env, "ABTEST_MAX_UPLOAD_BYTES", 20_971_520),
+            max_input_chars=_positive_int(env, "ABTEST_MAX_INPUT_CHARS", 100_000),
+            stream_maxlen=_positive_int(env, "ABTEST_STREAM_MAXLEN", None),
+            openai_base_url=_text(env, "OPENAI_BASE_URL"),
+            openai_api_key=_text(env, "OPENAI_API_KEY"),
+            prices=MappingProxyType(prices),
+            default_price=default_price,
+            prompt_cache_ttl_s=_seconds(env, "ABTEST_PROMPT_CACHE_TTL", 30.0),
+        )
+
+    @property
+    def spool_path(self) -> Path:
+        return self.home / "spool.jsonl"
+
+    @property
+    def llm_configured(self) -> bool:
+        """Whether a model endpoint or an OpenAI key is configured."""
+        return bool(self.openai_base_url or self.openai_api_key)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, parsed on first use (the API's default)."""
+    return Settings.from_env()
+
+
+def parse_prices(raw: str) -> tuple[dict[str, Price], Price | None]:
+    """`ABTEST_PRICES`: inline JSON, or the path of a JSON file, mapping model ->
+    `[usd_per_1m_in, usd_per_1m_out]` (or `{"input": x, "output": y}`); the key `"*"` sets
+    the price of unknown models. Returns (prices by model, that default)."""
+    raw = raw.strip()
+    if not raw:
+        return {}, None
+    if raw[0] in "{[":
+        source, text = "inline JSON", raw
+    else:
+        source = f"file {raw!r}"
+        try:
+            text = Path(raw).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PriceConfigError(
+                f"ABTEST_PRICES: expected inline JSON or a readable JSON file, "
+                f"cannot read {raw!r}: {exc.strerror or exc}"
+            ) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PriceConfigError(f"ABTEST_PRICES: invalid JSON in {source}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PriceConfigError(
+            f"ABTEST_PRICES: {source} must be a JSON object mapping model -> [in, out]"
+        )
+    prices = {model: _price_pair(model, value, source) for model, value in data.items()}
+    default = prices.pop("*", None)
+    return prices, default
+
+
+def _price_pair(model: str, value: Any, source: str) -> Price:
+    if isinstance(value, Mapping):
+        value = [value.get("input"), value.get("output")]
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in value
+        )
+    ):
+        return float(value[0]), float(value[1])
+    raise PriceConfigError(
+        f"ABTEST_PRICES: price of {model!r} in {source} must be [usd_per_1m_input, "
+        f"usd_per_1m_output] with non-negative numbers, got {value!r}"
+    )
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _keys(env: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = env.get(name, "")
     return frozenset(key.strip() for key in raw.split(",") if key.strip())
 
 
-def env_int(name: str, default: int) -> int:
-    """A positive integer from the environment variable `name`, `default` when unset."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
+def _positive_int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = _text(env, name)
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -50,36 +186,14 @@ def env_int(name: str, default: int) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the API needs to start; see `ENVIRONMENT` for the variables."""
-
-    experiments_dir: Path = Path("experiments")
-    home: Path = Path(".abtest")
-    api_keys: frozenset[str] = field(default_factory=frozenset)
-    admin_keys: frozenset[str] = field(default_factory=frozenset)
-    max_body_bytes: int = 1_048_576
-    max_upload_bytes: int = 20_971_520
-    stream_maxlen: int | None = None
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        maxlen = os.environ.get("ABTEST_STREAM_MAXLEN")
-        return cls(
-            experiments_dir=Path(os.environ.get("ABTEST_EXPERIMENTS", "experiments")),
-            home=Path(os.environ.get("ABTEST_HOME", ".abtest")),
-            api_keys=_keys("ABTEST_API_KEYS"),
-            admin_keys=_keys("ABTEST_ADMIN_KEYS"),
-            max_body_bytes=env_int("ABTEST_MAX_BODY_BYTES", 1_048_576),
-            max_upload_bytes=env_int("ABTEST_MAX_UPLOAD_BYTES", 20_971_520),
-            stream_maxlen=env_int("ABTEST_STREAM_MAXLEN", 1) if maxlen else None,
-        )
-
-    @property
-    def spool_path(self) -> Path:
-        return self.home / "spool.jsonl"
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings.from_env()
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise SettingsError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return value

@@ -15,7 +15,6 @@ import asyncio
 import atexit
 import contextlib
 import fcntl
-import os
 import shutil
 import threading
 import time
@@ -28,6 +27,8 @@ import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
+
+from abtest.settings import Settings
 
 #: Embedded-server settings: AOF with a once-a-second fsync (at most ~1 s of acknowledged writes
 #: at risk on a power loss; a process crash loses nothing).
@@ -51,19 +52,21 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, A
 )
 
 
-def abtest_home() -> Path:
-    """``$ABTEST_HOME``, default ``./.abtest``, made absolute."""
-    return Path(os.environ.get("ABTEST_HOME") or ".abtest").expanduser().resolve()
+def abtest_home(settings: Settings | None = None) -> Path:
+    """The data directory (``ABTEST_HOME``, default ``./.abtest``), made absolute."""
+    settings = settings or Settings.from_env()
+    return settings.home.expanduser().resolve()
 
 
-def redis_url() -> str:
+def redis_url(settings: Settings | None = None) -> str:
     """``REDIS_URL`` when set (``redis://``, ``rediss://``, with passwords: anything
     ``redis.from_url`` takes), else ``unix://<socket>`` of the embedded server, started on first
-    use or attached to when another process already runs it."""
-    url = os.environ.get("REDIS_URL")
-    if url:
-        return url
-    return f"unix://{_embedded_server(abtest_home()).socket_file}"
+    use or attached to when another process already runs it. `settings` default to the
+    environment's."""
+    settings = settings or Settings.from_env()
+    if settings.redis_url:
+        return settings.redis_url
+    return f"unix://{_embedded_server(abtest_home(settings)).socket_file}"
 
 
 def _embedded_server(home: Path) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,10 +29,15 @@ def experiments_copy(directory: Path) -> Path:
     return target
 
 
+def service_settings(**overrides: Any) -> Settings:
+    """The environment's settings (the test Redis, the local model server) with `overrides`."""
+    return dataclasses.replace(Settings.from_env(), **overrides)
+
+
 @contextmanager
 def api_client(home: Path, experiments: Path = EXAMPLES, **settings: Any) -> Iterator[TestClient]:
     """A TestClient on a fresh app (lifespan run), spooling under `home`."""
-    app = create_app(Settings(experiments_dir=experiments, home=home, **settings))
+    app = create_app(service_settings(experiments_dir=experiments, home=home, **settings))
     with TestClient(app) as client:
         yield client
 

@@ -262,9 +262,11 @@ def test_llm_failure_is_502_and_recorded_as_error(
         from fastapi.testclient import TestClient
 
         from abtest.api import create_app
-        from abtest.settings import Settings
+        from tests.api_support import service_settings
 
-        app = create_app(Settings(experiments_dir=EXAMPLES, home=tmp_path), platform=platform)
+        app = create_app(
+            service_settings(experiments_dir=EXAMPLES, home=tmp_path), platform=platform
+        )
         with TestClient(app) as client:
             response = client.post(
                 f"/v1/experiments/{EXPERIMENT}/run",

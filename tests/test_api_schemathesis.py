@@ -17,8 +17,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from abtest.api import create_app
 from abtest.devtools.serving import ServerHandle, serve_app_in_thread
-from abtest.settings import Settings
-from tests.api_support import EXAMPLES
+from tests.api_support import EXAMPLES, service_settings
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def api_server(redis_url, llm_server, tmp_path_factory) -> Iterator[ServerHandle
     patch.setenv("REDIS_URL", redis_url)
     patch.setenv("OPENAI_BASE_URL", llm_server.base_url)
     home = tmp_path_factory.mktemp("api-home")
-    app = create_app(Settings(experiments_dir=EXAMPLES, home=home))
+    app = create_app(service_settings(experiments_dir=EXAMPLES, home=home))
     with serve_app_in_thread(app, ready_path="/health") as handle:
         yield handle
     patch.undo()

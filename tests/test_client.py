@@ -11,8 +11,7 @@ import pytest
 from abtest.api import create_app
 from abtest.client import AsyncClient, Client, ClientError, ServiceUnavailable
 from abtest.devtools.serving import ServerHandle, serve_app_in_thread
-from abtest.settings import Settings
-from tests.api_support import EXAMPLES, EXPERIMENT, stream
+from tests.api_support import EXAMPLES, EXPERIMENT, service_settings, stream
 from tests.redis_process import free_port
 
 QUERY = "What did the pilot cost?"
@@ -20,7 +19,7 @@ QUERY = "What did the pilot cost?"
 
 @pytest.fixture
 def service(env, tmp_path) -> Iterator[ServerHandle]:
-    app = create_app(Settings(experiments_dir=EXAMPLES, home=tmp_path))
+    app = create_app(service_settings(experiments_dir=EXAMPLES, home=tmp_path))
     with serve_app_in_thread(app, ready_path="/health") as handle:
         yield handle
 
@@ -53,7 +52,7 @@ def test_bad_input_is_a_client_error_naming_the_input(service) -> None:
 
 
 def test_assign_fails_open_to_the_control_config_when_the_service_is_gone(env, tmp_path) -> None:
-    app = create_app(Settings(experiments_dir=EXAMPLES, home=tmp_path))
+    app = create_app(service_settings(experiments_dir=EXAMPLES, home=tmp_path))
     handle = serve_app_in_thread(app, ready_path="/health")
     client = Client(handle.root_url, max_retries=1, backoff=0.01, timeout=2)
     live = client.assign(EXPERIMENT, "qa-alice")

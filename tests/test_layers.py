@@ -32,9 +32,10 @@ LAYER_NAMES = {
 }
 
 LAYERS: dict[str, int] = {
-    # What an experiment file and an event are: plain data, no I/O.
+    # What an experiment file, an event and the configuration are: plain data, no I/O.
     "abtest.experiments": SCHEMA,
     "abtest.event_fields": SCHEMA,
+    "abtest.settings": SCHEMA,
     # Pure rules and statistics over that data.
     "abtest.router": CORE,
     "abtest.tracking": CORE,
@@ -51,7 +52,6 @@ LAYERS: dict[str, int] = {
     "abtest.api": EDGES,
     "abtest.client": EDGES,
     "abtest.cli": EDGES,
-    "abtest.settings": EDGES,
     "abtest.telemetry": EDGES,
     # Local model server and demo: on the side, never on the serving path.
     "abtest.devtools": DEVTOOLS,

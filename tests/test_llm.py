@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from abtest.llm import Completion, LLMClient, LLMError, PriceConfigError, PriceTable
+from abtest.llm import Completion, LLMClient, LLMError, PriceTable
+from abtest.settings import PriceConfigError
 from abtest.tokens import estimate_message_tokens, estimate_tokens
 
 MESSAGES = [
@@ -178,7 +179,7 @@ def test_prices_from_env_inline_and_file(
     price_file = tmp_path / "prices.json"
     price_file.write_text(json.dumps({"*": {"input": 1, "output": 3}}))
     monkeypatch.setenv("ABTEST_PRICES", str(price_file))
-    table = PriceTable.from_env()
+    table = PriceTable.from_settings()
     assert table.price("some-new-model") == (1.0, 3.0)
     assert table.cost("some-new-model", 1_000_000, 1_000_000) == pytest.approx(4.0)
 
@@ -201,6 +202,18 @@ def test_bad_price_env_is_a_clear_error(
     with pytest.raises(PriceConfigError, match="ABTEST_PRICES") as info:
         LLMClient(base_url="http://127.0.0.1:9/v1")
     assert message in str(info.value)
+
+
+def test_a_bad_price_setting_stops_every_command_at_start_up(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from abtest.cli import app
+
+    monkeypatch.setenv("ABTEST_PRICES", '{"gpt-4o": "cheap"}')
+    result = CliRunner().invoke(app, ["assign", "pdf-summary-prompts", "u1"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ABTEST_PRICES: price of 'gpt-4o' in inline JSON")
+    assert "Traceback" not in result.output
 
 
 def test_price_table_lookup() -> None:

@@ -23,7 +23,7 @@ from abtest.cli import app
 from abtest.client import Client
 from abtest.devtools.serving import serve_app_in_thread
 from abtest.event_fields import stream_key
-from abtest.settings import Settings
+from tests.api_support import service_settings
 
 ROOT = Path(__file__).parents[1]
 FLOW_SOURCE = (Path(__file__).parent / "flows" / "ticket_flow.py").read_text(encoding="utf-8")
@@ -180,7 +180,7 @@ def test_cli_run_refused_by_the_flow(flow_dir: Path, llm_server, monkeypatch) ->
 
 @pytest.fixture
 def api(flow_dir: Path, env) -> Iterator[TestClient]:
-    settings = Settings(experiments_dir=flow_dir / "experiments", home=flow_dir / "home")
+    settings = service_settings(experiments_dir=flow_dir / "experiments", home=flow_dir / "home")
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -270,7 +270,7 @@ def test_api_flow_bug_is_a_json_error_recorded_as_error(api, redis_client) -> No
 
 
 def test_client_runs_the_new_flow(flow_dir: Path, env, redis_client) -> None:
-    settings = Settings(experiments_dir=flow_dir / "experiments", home=flow_dir / "home")
+    settings = service_settings(experiments_dir=flow_dir / "experiments", home=flow_dir / "home")
     with serve_app_in_thread(create_app(settings), ready_path="/health") as service:
         with Client(service.root_url) as client:
             assignment = client.assign(EXPERIMENT_ID, "qa-terse")

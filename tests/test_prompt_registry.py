@@ -169,11 +169,17 @@ def test_labels_and_latest_are_cached_for_the_ttl(redis_client):
 
 
 def test_default_ttl_is_30_seconds_and_configurable(redis_client, monkeypatch):
+    from abtest.settings import Settings, SettingsError
+
     assert PromptRegistry(redis_client).cache_ttl_s == 30.0
     monkeypatch.setenv("ABTEST_PROMPT_CACHE_TTL", "5")
-    assert PromptRegistry(redis_client).cache_ttl_s == 5.0
+    ttl = Settings.from_env().prompt_cache_ttl_s
+    assert PromptRegistry(redis_client, cache_ttl_s=ttl).cache_ttl_s == 5.0
     with pytest.raises(ValueError):
         PromptRegistry(redis_client, cache_ttl_s=-1)
+    monkeypatch.setenv("ABTEST_PROMPT_CACHE_TTL", "-1")
+    with pytest.raises(SettingsError, match="ABTEST_PROMPT_CACHE_TTL must be a number of seconds"):
+        Settings.from_env()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -170,10 +170,8 @@ def run_demo(
                 f"no running experiment under {settings.experiments_dir} has a flow with a "
                 "simulation module"
             )
-        app = create_app(
-            Settings(experiments_dir=settings.experiments_dir, home=store.abtest_home()),
-            platform=platform,
-        )
+        service = replace(Settings.from_env(), experiments_dir=settings.experiments_dir)
+        app = create_app(service, platform=platform)
         outcomes = []
         with serve_app_in_thread(app, ready_path="/health", name="abtest-demo-api") as api:
             with httpx.Client(base_url=api.root_url, timeout=60) as http:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 
 from abtest.devtools.llm_server import ServerHandle, serve_in_thread
+from abtest.settings import Settings
 
 
 def llm_configured() -> bool:
     """Whether the environment names a model endpoint or a key for OpenAI."""
-    return bool(os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
+    return Settings.from_env().llm_configured
 
 
 def ensure_llm_endpoint(**server_options: float) -> ServerHandle | None:

@@ -503,8 +503,10 @@ class FlowRegistry:
         model = input_model(
             _model_name(experiment.id), reference.contract, max_chars=max_chars, max_bytes=max_bytes
         )
+        # the samples are the flow author's, not a request: no request size limits for them
+        unlimited = input_model("Samples", reference.contract, max_chars=2**62, max_bytes=2**62)
         for flow in built:
-            for message, node in self._dry_run(flow, model):
+            for message, node in self._dry_run(flow, unlimited):
                 problems.append(FlowProblem(experiment.id, flow.arm, message, node))
         if not problems:
             self._input_models[experiment.id] = model

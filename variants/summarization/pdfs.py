@@ -181,6 +181,12 @@ def make_pdf(
     an empty item gives a page without text. `path`, when given, also receives the bytes.
     `password` encrypts the PDF with that user password (reportlab's standard encryption).
     """
+    try:
+        import reportlab  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "making PDFs needs reportlab: pip install 'abtest-prompts[devtools]'"
+        ) from None
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.lib.units import cm

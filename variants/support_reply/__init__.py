@@ -24,7 +24,8 @@ text: an answer naming none of `INTENTS` is the intent "other". `customer_messag
 raise `FlowInputError` for input the flow cannot use.
 
 The UPPER_CASE constants are the flow's contract with the platform: the run's inputs and
-outputs, a sample run for `abtest validate`, and which prompt nodes and versions exist.
+outputs, and a sample run for `abtest validate`; the platform finds the prompt nodes by their
+`prompt_id` tag.
 """
 
 import json
@@ -47,12 +48,6 @@ SAMPLE_INPUTS: dict[str, Any] = {
     "customer_tier": "pro",
 }
 """A run `abtest validate` makes on every arm (with an offline stub model)."""
-
-PROMPT_NODES = ("classify_intent_prompt", "draft_reply_prompt", "rewrite_reply_prompt")
-"""Template nodes every arm must resolve to a tagged implementation."""
-
-PROMPT_VERSIONS = ("v1", "v2")
-"""Values of `prompt_version` this module implements."""
 
 INTENTS = ("billing", "refund", "shipping", "account", "technical", "other")
 """The labels of `intent`, in the order the prompts list them."""
