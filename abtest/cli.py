@@ -459,10 +459,16 @@ def _registry_call(fn, *args):
 def prompts_push(
     name: Annotated[str, typer.Argument(help="Prompt name, e.g. final-summary.")],
     file: Annotated[Path, typer.Argument(help="Template file ('-' for stdin).")],
+    experiments: ExperimentsOption = None,
 ) -> None:
-    """Store a template as the next version of NAME (no new version if unchanged)."""
+    """Store a template as the next version of NAME (no new version if unchanged).
+
+    The template's placeholders are checked first against every prompt node an arm binds to
+    NAME (`node: registry:NAME@label`): a placeholder the node's renderer would not fill is
+    refused, naming the ones it fills."""
     import sys
 
+    from abtest.flows.registry import check_placeholders
     from abtest.prompts import push_prompt
 
     if str(file) == "-":
@@ -471,19 +477,30 @@ def prompts_push(
         template = file.read_text(encoding="utf-8")
     else:
         raise fail(f"error: {file}: no such file")
+    directory = _experiments_dir(experiments)
+    definitions = _load_all(directory).values() if directory.exists() else []
+    check = check_placeholders(definitions, name, template)
+    if check.problems:
+        raise fail(f"error: template of '{name}': " + "; ".join(check.problems))
     version, is_new = _registry_call(push_prompt, name, template)
     state = "new version" if is_new else "unchanged, latest is"
-    typer.echo(f"{state} {version.ref}")
+    fields = ", ".join("{" + f + "}" for f in check.placeholders) or "none"
+    checked = (
+        f"; checked against {', '.join(check.allowed)}"
+        if check.allowed
+        else "; no arm binds it yet"
+    )
+    typer.echo(f"{state} {version.ref} (placeholders: {fields}{checked})")
 
 
 @prompts_app.command("list")
 def prompts_list() -> None:
-    """The latest version of every prompt, with its labels."""
+    """Every prompt: its latest version and each label with the version it points at."""
     from abtest.prompts import list_prompts
 
-    for version in _registry_call(list_prompts):
-        labels = f" [{', '.join(version.labels)}]" if version.labels else ""
-        typer.echo(f"{version.ref}{labels}")
+    for latest, labels in _registry_call(list_prompts):
+        shown = ", ".join(f"{label} -> @{version}" for label, version in sorted(labels.items()))
+        typer.echo(f"{latest.ref} (latest); labels: {shown or 'none'}")
 
 
 @prompts_app.command("label")

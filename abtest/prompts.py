@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -318,10 +319,18 @@ def push_prompt(client: redis.Redis, name: str, template: str) -> tuple[PromptVe
     return PromptRegistry(client, cache_ttl_s=0).push_version(name, template)
 
 
-def list_prompts(client: redis.Redis) -> list[PromptVersion]:
-    """`abtest prompts list`: the latest version of every prompt, with its labels."""
+def list_prompts(client: redis.Redis) -> list[tuple[PromptVersion, dict[str, int]]]:
+    """`abtest prompts list`: the latest version of every prompt, and every label of the
+    prompt with the version it points at (a label may point at an older version)."""
     registry = PromptRegistry(client, cache_ttl_s=0)
-    return [registry.history(name)[-1] for name in registry.names()]
+    return [(registry.history(name)[-1], registry.labels(name)) for name in registry.names()]
+
+
+def placeholders(template: str) -> list[str]:
+    """The `{name}` fields of a `str.format`-style template, in order of first use (`{{` is a
+    literal brace). Raises `ValueError` for a template `str.format` cannot parse."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    return list(dict.fromkeys(names))
 
 
 def label_prompt(client: redis.Redis, name: str, label: str, version: int) -> PromptVersion:

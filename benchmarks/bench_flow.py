@@ -50,19 +50,32 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+def _prompt_registry(experiments):
+    """The store's prompt registry when an arm binds a prompt to it (`registry:name@label`),
+    as `abtest serve` and `abtest run` use it; None otherwise."""
+    from abtest import store
+    from abtest.platform import uses_prompt_registry
+    from abtest.prompts import PromptRegistry
+
+    if not uses_prompt_registry(experiments.values()):
+        return None
+    return PromptRegistry(store.sync_client())
+
+
 def bench_build(repeats: int) -> tuple[float, float, int]:
     """(first build ms, median later build ms, number of drivers)."""
     from abtest.experiments import load_experiments
     from abtest.flows import FlowRegistry
 
     experiments = load_experiments(ROOT / "experiments")
+    prompts = _prompt_registry(experiments)
     started = time.perf_counter_ns()
-    registry = FlowRegistry.from_experiments(experiments)
+    registry = FlowRegistry.from_experiments(experiments, prompt_registry=prompts)
     first = _ms(time.perf_counter_ns() - started)
     later = []
     for _ in range(repeats):
         started = time.perf_counter_ns()
-        FlowRegistry.from_experiments(experiments)
+        FlowRegistry.from_experiments(experiments, prompt_registry=prompts)
         later.append(_ms(time.perf_counter_ns() - started))
     return first, statistics.median(later), len(registry.keys())
 
@@ -128,7 +141,9 @@ def bench_runs(runs: int) -> dict[str, float]:
         k: [] for k in ("wall", "llm", "nodes", "overhead", "direct", "run_paired")
     }
     with _server_process() as base_url, LLMClient(base_url=base_url) as client:
-        registry = FlowRegistry.from_experiments(experiments, llm_client=client)
+        registry = FlowRegistry.from_experiments(
+            experiments, llm_client=client, prompt_registry=_prompt_registry(experiments)
+        )
         for _ in range(20):  # warm up connections, imports and caches
             registry.run(EXPERIMENT_ID, ARM, inputs)
             _direct(client, pdf, config)

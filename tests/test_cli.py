@@ -120,7 +120,7 @@ def test_prompts_push_label_show_list_history(env) -> None:
     )
     shown = call("show", "final-summary@production")
     assert "# final-summary@1 [production]" in shown and "Summarize: {text}" in shown
-    assert "final-summary@1 [production]" in call("list")
+    assert "final-summary@1 (latest); labels: production -> @1" in call("list")
     assert "final-summary@1 [production] sha256" in call("history", "final-summary")
     missing = runner.invoke(app, ["prompts", "show", "nothing@3"])
     assert missing.exit_code == 1 and "error:" in missing.output

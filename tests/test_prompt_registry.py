@@ -21,6 +21,7 @@ from abtest.prompts import (
     label_prompt,
     list_prompts,
     parse_ref,
+    placeholders,
     prompt_history,
     push_prompt,
     show_prompt,
@@ -239,6 +240,15 @@ def test_cached_entries_survive_a_redis_outage(doomed_redis):
         registry.get("p@staging")
 
 
+def test_placeholders_of_a_template():
+    assert placeholders("{query} and {summaries}, again {query}; {{literal}}") == [
+        "query",
+        "summaries",
+    ]
+    with pytest.raises(ValueError):
+        placeholders("unclosed {brace")
+
+
 def test_command_line_functions(redis_client):
     version, created = push_prompt(redis_client, "final-summary", "v1 {summaries}")
     assert (version.ref, created) == ("final-summary@1", True)
@@ -248,9 +258,9 @@ def test_command_line_functions(redis_client):
     push_prompt(redis_client, "chunk", "chunk {text}")
     labelled = label_prompt(redis_client, "final-summary", "production", 1)
     assert labelled.ref == "final-summary@1"
-    assert [(v.ref, v.labels) for v in list_prompts(redis_client)] == [
-        ("chunk@1", ()),
-        ("final-summary@2", ()),
+    assert [(v.ref, labels) for v, labels in list_prompts(redis_client)] == [
+        ("chunk@1", {}),
+        ("final-summary@2", {"production": 1}),  # a label on an older version is listed too
     ]
     shown = show_prompt(redis_client, "final-summary@production")
     assert (shown.ref, shown.template, shown.labels) == (

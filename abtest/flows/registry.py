@@ -61,7 +61,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
@@ -78,7 +78,12 @@ from abtest.flows.contract import INJECTED, FlowContract, input_model, read_cont
 from abtest.flows.errors import FlowConfigError, FlowInputError, FlowProblem, InvalidInputs
 from abtest.flows.stub_llm import StubLLMClient
 from abtest.llm import Completion, LLMClient, LLMError
-from abtest.prompts import PromptNotFoundError, PromptRegistry, PromptRegistryError
+from abtest.prompts import (
+    PromptNotFoundError,
+    PromptRegistry,
+    PromptRegistryError,
+    placeholders,
+)
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
@@ -88,7 +93,11 @@ __all__ = [
     "FlowRecorder",
     "FlowRegistry",
     "FlowResult",
+    "PlaceholderCheck",
     "PromptUse",
+    "check_placeholders",
+    "code_template",
+    "registry_bindings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -662,6 +671,83 @@ def _dry_run_problem(flow: _Flow, node: str | None, exc: Exception) -> tuple[str
     if len(prompts) == 1:
         return f"prompt does not render with SAMPLE_INPUTS (in '{node}'): {error}", prompts[0]
     return f"dry run on SAMPLE_INPUTS failed in node '{node}': {error}", node
+
+
+def registry_bindings(
+    experiments: Iterable[Experiment], prompt_name: str
+) -> list[tuple[Experiment, Arm, str]]:
+    """(experiment, arm, prompt node) of every arm that binds a node to `prompt_name` in the
+    prompt registry (`node: registry:<prompt_name>@<label or version>`)."""
+    found = []
+    for experiment in experiments:
+        for arm in experiment.arms:
+            for node, value in arm.config.items():
+                if not (isinstance(value, str) and value.startswith(REGISTRY_PREFIX)):
+                    continue
+                ref = value[len(REGISTRY_PREFIX) :].strip()
+                if ref.split("@", 1)[0] == prompt_name:
+                    found.append((experiment, arm, node))
+    return found
+
+
+def code_template(experiment: Experiment, arm: Arm, node: str) -> str:
+    """The template the flow's own code gives prompt node `node` in `arm`, registry bindings
+    left out: what a registry prompt bound to that node replaces, and so the placeholders its
+    rendering node fills. Raises `ValueError` when the node cannot be evaluated alone."""
+    modules = [importlib.import_module(name) for name in experiment.modules_for(arm)]
+    config = {
+        key: value
+        for key, value in arm.config.items()
+        if not (isinstance(value, str) and value.startswith(REGISTRY_PREFIX))
+    }
+    dr = driver.Builder().with_modules(*modules).with_config(config).allow_module_overrides()
+    try:
+        template = dr.build().execute([node])[node]
+    except Exception as exc:
+        raise ValueError(f"node '{node}' does not evaluate alone: {exc}") from None
+    if not isinstance(template, str):
+        raise ValueError(f"node '{node}' is not a prompt template")
+    return template
+
+
+@dataclass(frozen=True)
+class PlaceholderCheck:
+    """A registry template checked against the prompt nodes bound to its name: `allowed` are
+    the placeholders each node's code template uses (`experiment/arm/node` -> names), which
+    its rendering node fills; `problems` name every placeholder a node would not fill."""
+
+    placeholders: list[str]
+    allowed: dict[str, list[str]]
+    problems: list[str]
+
+
+def check_placeholders(
+    experiments: Iterable[Experiment], prompt_name: str, template: str
+) -> PlaceholderCheck:
+    """Check `template`, about to be pushed as `prompt_name`, against every prompt node an arm
+    binds to that name (`str.format`-style `{name}` fields)."""
+    try:
+        used = placeholders(template)
+    except ValueError as exc:
+        return PlaceholderCheck([], {}, [f"the template cannot be parsed: {exc}"])
+    allowed: dict[str, list[str]] = {}
+    problems = []
+    for experiment, arm, node in registry_bindings(experiments, prompt_name):
+        where = f"{experiment.id}/{arm.name}/{node}"
+        try:
+            allowed[where] = placeholders(code_template(experiment, arm, node))
+        except ValueError as exc:
+            problems.append(f"{where}: cannot tell its placeholders: {exc}")
+            continue
+        unknown = [name for name in used if name not in allowed[where]]
+        if unknown:
+            fields = ", ".join("{" + name + "}" for name in unknown)
+            permitted = ", ".join("{" + name + "}" for name in allowed[where]) or "none"
+            problems.append(
+                f"{fields} would not be filled by node '{node}' of experiment "
+                f"'{experiment.id}', arm '{arm.name}' (its placeholders: {permitted})"
+            )
+    return PlaceholderCheck(used, allowed, problems)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
