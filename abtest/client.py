@@ -190,27 +190,39 @@ def _unavailable(call: _Call, outcome: Any) -> ServiceUnavailable:
 
 
 class _Base:
+    """What the twins share: configuration, the fallback configs, and building the request.
+
+    `defaults` maps an experiment id to `{"arm": ..., "config": {...}}`: what `assign` answers
+    when the service is unreachable before the client could read the experiment. `transport`
+    is httpx's (for tests or proxies).
+    """
+
+    _http_class: Any = httpx.Client
+
     def __init__(
         self,
         base_url: str,
         *,
-        api_key: str | None,
-        timeout: float,
-        max_retries: int,
-        backoff: float,
-        defaults: Mapping[str, Mapping[str, Any]] | None,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 2,
+        backoff: float = 0.2,
+        defaults: Mapping[str, Mapping[str, Any]] | None = None,
+        transport: Any = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.backoff = backoff
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = timeout
         self._controls: dict[str, tuple[str, dict[str, Any]]] = {
             experiment_id: (str(d.get("arm", "control")), dict(d.get("config", {})))
             for experiment_id, d in (defaults or {}).items()
         }
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = self._http_class(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def _remember(self, experiment_id: str, definition: Any) -> None:
         arms = (definition or {}).get("definition", {}).get("arms") or []
@@ -244,34 +256,10 @@ def _run_result(body: Mapping[str, Any]) -> RunResult:
 
 
 class Client(_Base):
-    """Synchronous client. Use as a context manager, or call `close()`.
+    """Synchronous client (arguments: see `_Base`). Use as a context manager, or call
+    `close()`."""
 
-    `defaults` maps an experiment id to `{"arm": ..., "config": {...}}`: what `assign` answers
-    when the service is unreachable before the client could read the experiment.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        timeout: float = 10.0,
-        max_retries: int = 2,
-        backoff: float = 0.2,
-        defaults: Mapping[str, Mapping[str, Any]] | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            defaults=defaults,
-        )
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
-        )
+    _http_class = httpx.Client
 
     def assign(
         self, experiment_id: str, unit_id: str, attributes: Mapping[str, Any] | None = None
@@ -340,28 +328,7 @@ class Client(_Base):
 class AsyncClient(_Base):
     """Asynchronous twin of `Client` (same arguments, same answers, awaitable methods)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        timeout: float = 10.0,
-        max_retries: int = 2,
-        backoff: float = 0.2,
-        defaults: Mapping[str, Mapping[str, Any]] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            defaults=defaults,
-        )
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
-        )
+    _http_class = httpx.AsyncClient
 
     async def assign(
         self, experiment_id: str, unit_id: str, attributes: Mapping[str, Any] | None = None

@@ -149,9 +149,7 @@ class Platform:
         other failure (LLM, prompt registry, a bug of the flow) is a `Run` whose
         `result.error` is set and whose events record `error=1`.
         """
-        self.router.experiment(experiment_id)
-        values = self.flows.validate_inputs(experiment_id, inputs)
-        assignment = self.router.assign(experiment_id, unit_id, attributes)
+        values, assignment = self._assigned(experiment_id, unit_id, inputs, attributes)
         result = self.flows.run(experiment_id, assignment.arm, values)
         return self._recorded(unit_id, assignment, result)
 
@@ -163,11 +161,22 @@ class Platform:
         attributes: Mapping[str, Any] | None = None,
     ) -> Run:
         """`run` with the flow in a worker thread (see `FlowRegistry.arun`)."""
-        self.router.experiment(experiment_id)
-        values = self.flows.validate_inputs(experiment_id, inputs)
-        assignment = self.router.assign(experiment_id, unit_id, attributes)
+        values, assignment = self._assigned(experiment_id, unit_id, inputs, attributes)
         result = await self.flows.arun(experiment_id, assignment.arm, values)
         return self._recorded(unit_id, assignment, result)
+
+    def _assigned(
+        self,
+        experiment_id: str,
+        unit_id: str,
+        inputs: Mapping[str, Any],
+        attributes: Mapping[str, Any] | None,
+    ) -> tuple[dict[str, Any], Assignment]:
+        """The checked inputs and the unit's assignment; inputs first, so a refused run is
+        never assigned."""
+        self.router.experiment(experiment_id)
+        values = self.flows.validate_inputs(experiment_id, inputs)
+        return values, self.router.assign(experiment_id, unit_id, attributes)
 
     def _recorded(self, unit_id: str, assignment: Assignment, result: FlowResult) -> Run:
         if result.error_kind == "bad_input":
