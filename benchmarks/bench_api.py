@@ -153,6 +153,7 @@ def main(seconds: int = 10, runs: int = 3) -> dict[str, float]:
         "ABTEST_EXPERIMENTS": str(ROOT / "experiments"),
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
         "PYTHONPATH": str(ROOT),
+        "HAMILTON_AUTOLOAD_EXTENSIONS": "0",  # as `abtest serve` runs its workers
     }
     for key in ("ABTEST_API_KEYS", "ABTEST_ADMIN_KEYS"):
         env.pop(key, None)

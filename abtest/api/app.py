@@ -1,0 +1,106 @@
+"""The app: `create_app` and its lifespan, which builds everything onto `app.state` once."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from abtest.api.errors import ApiError, install_error_handlers
+from abtest.api.middleware import RequestGuard
+from abtest.api.routes import admin_router, experiments_router, outcomes_router, service_router
+from abtest.api.state import load_platform, reload_platform
+from abtest.events import EventLog
+from abtest.platform import Platform
+from abtest.settings import Settings, get_settings
+from abtest.telemetry import Telemetry
+
+logger = logging.getLogger("abtest.api")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from abtest import store
+    from abtest.prompts import PromptRegistry
+
+    settings: Settings = app.state.settings
+    url = store.redis_url(settings)
+    app.state.redis_url = url
+    app.state.prompt_registry = PromptRegistry(
+        store.sync_client(url), cache_ttl_s=settings.prompt_cache_ttl_s
+    )
+    platform = app.state.platform_override or load_platform(settings, app.state.prompt_registry)
+    client = store.async_client(url)
+    event_log = EventLog(client, settings.spool_path, maxlen=settings.stream_maxlen)
+    await event_log.start()
+    app.state.platform = platform
+    app.state.event_log = event_log
+    app.state.telemetry.watch_event_log(event_log)
+    # Everything built so far (modules, drivers, definitions) lives as long as the process:
+    # moving it out of the collector's generations keeps full collections short under load.
+    gc.collect()
+    gc.freeze()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, app)
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+    try:
+        yield
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGHUP)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+        await event_log.close()
+
+
+def _reload_on_signal(app: FastAPI) -> None:
+    try:
+        reload_platform(app)
+    except ApiError as exc:
+        logger.error("reload rejected, previous definitions stay live: %s", exc.detail)
+
+
+def _errors_are_json(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`app.openapi` with every error response documented as JSON, as the error handlers send
+    it, also on routes whose success is HTML (FastAPI gives their errors the route's type)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for status, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        if not status.startswith("2") and "text/html" in content:
+                            content["application/json"] = content.pop("text/html")
+        return app.openapi_schema
+
+    return openapi
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+    """The service. `settings` default to the environment; `platform` (tests, the demo)
+    replaces loading the experiment files at start-up."""
+    app = FastAPI(
+        title="abtest",
+        summary="Prompt A/B experiments: assignment, flow runs, exposures and outcomes.",
+        version="0.1.0",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    app.state.platform_override = platform
+    app.state.telemetry = Telemetry()
+    install_error_handlers(app)
+    app.openapi = _errors_are_json(app)  # type: ignore[method-assign]
+    for router in (experiments_router, outcomes_router, service_router, admin_router):
+        app.include_router(router)
+    app.add_middleware(RequestGuard, settings=app.state.settings)
+    return app

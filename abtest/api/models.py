@@ -1,0 +1,99 @@
+"""Request and response models of the API (pydantic at the boundary)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH = 1000
+UNIT_ID_MAX = 256
+
+
+UnitId = Annotated[str, Field(min_length=1, max_length=UNIT_ID_MAX)]
+Attributes = dict[str, str | int | float | bool]
+
+
+class StrictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssignIn(StrictIn):
+    unit_id: UnitId
+    attributes: Attributes = Field(default_factory=dict)
+
+
+class AssignOut(BaseModel):
+    experiment_id: str
+    unit_id: str
+    arm: str
+    in_experiment: bool
+    reason: str
+    config: dict[str, Any]
+    request_id: str
+    exposure_logged: bool
+
+
+class RunIn(StrictIn):
+    """A run request. `inputs` must fit the experiment's input model, whose JSON schema
+    `GET /v1/experiments/{id}` gives (`inputs`); bytes inputs are base64 strings."""
+
+    unit_id: UnitId
+    attributes: Attributes = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(
+        description="The flow's run inputs by name (see the experiment's `inputs` schema)."
+    )
+
+
+class PromptOut(BaseModel):
+    prompt_id: str
+    version: str
+    sha256: str
+
+
+class RunOut(BaseModel):
+    experiment_id: str
+    unit_id: str
+    arm: str
+    in_experiment: bool
+    request_id: str
+    outputs: dict[str, Any]
+    prompts: dict[str, PromptOut]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: float
+    error: str | None = None
+
+
+class OutcomeIn(StrictIn):
+    experiment_id: str = Field(min_length=1, max_length=128)
+    unit_id: UnitId
+    metric: str = Field(min_length=1, max_length=128)
+    value: float = Field(allow_inf_nan=False)
+    request_id: str = Field(default="", max_length=128)
+    event_id: str | None = Field(default=None, min_length=1, max_length=64)
+    ts: int | None = Field(default=None, ge=0, le=32503680000000)
+
+
+class OutcomesOut(BaseModel):
+    accepted: int
+    event_ids: list[str]
+
+
+class ArmOut(BaseModel):
+    name: str
+    weight: float
+
+
+class ExperimentSummary(BaseModel):
+    id: str
+    description: str
+    status: str
+    arms: list[ArmOut]
+    definition_sha: str
+
+
+class ReloadOut(BaseModel):
+    reloaded: bool
+    experiments: list[str]
