@@ -42,6 +42,7 @@ REPEATS = 3
 
 EXPERIMENT = {
     "id": "bench-analysis",
+    "flow": "variants.summarization",
     "arms": [
         {"name": "control", "weight": 0.34},
         {"name": "v2", "weight": 0.33},
