@@ -157,3 +157,25 @@ def test_the_own_flow_example_works_as_written(tmp_path: Path, redis_url: str, l
         if server is not None:
             server.terminate()
             server.wait(10)
+
+
+def test_the_command_line_examples_work_as_written(tmp_path: Path, redis_url: str, llm_server):
+    section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```bash\n(.*?)```", section, re.S)[1]
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "ABTEST_HOME": str(tmp_path / "home"),
+        "ABTEST_EXPERIMENTS": str(ROOT / "experiments"),
+        "OPENAI_BASE_URL": llm_server.base_url,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = [
+        subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+        for line in block.strip().splitlines()
+    ]
+    assert [d.returncode for d in done] == [0, 0, 0], [d.stderr for d in done]
+    assert "summarized_text:" in done[1].stdout
+    support = json.loads(done[2].stdout)
+    assert support["outputs"]["intent"] == "billing" and support["outputs"]["reply"]
