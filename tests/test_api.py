@@ -478,3 +478,26 @@ def test_every_route_but_health_needs_a_valid_key(env, tmp_path, method: str, pa
     assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
     assert wrong.status_code == 403 and wrong.json()["error"] == "forbidden"
     assert right.status_code in {200, 422}
+
+
+def test_the_support_flow_runs_through_the_api(env, tmp_path, redis_client) -> None:
+    path = "/v1/experiments/support-reply-prompts/run"
+    with api_client(tmp_path) as client:
+        done = client.post(
+            path,
+            json={"unit_id": "qa-alice", "inputs": {"message": "Where is my parcel? It is late."}},
+        )
+        refused = client.post(
+            path, json={"unit_id": "u1", "inputs": {"message": "hi", "customer_tier": "gold"}}
+        )
+        described = client.get("/v1/experiments/support-reply-prompts").json()
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["arm"] == "v2" and body["outputs"]["intent"] == "shipping"
+    assert body["outputs"]["reply"] and len(body["prompts"]) == 3
+    assert refused.status_code == 422 and "customer_tier 'gold'" in refused.json()["detail"]
+    assert described["outputs"] == ["reply", "intent"]
+    assert described["inputs"]["required"] == ["message"]
+    assert described["inputs"]["properties"]["customer_tier"]["default"] == "standard"
+    exposures = stream(redis_client, "exposures", "support-reply-prompts")
+    assert [e["unit_id"] for e in exposures] == ["qa-alice"]
