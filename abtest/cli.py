@@ -87,23 +87,28 @@ def validate(
         list[Path] | None, typer.Argument(help="Files or directories (default: experiments/).")
     ] = None,
 ) -> None:
-    """Validate experiment files and their flows: one summary line per file, or every error
-    and exit 1. A file passes when it parses and every arm's Hamilton driver builds, has each
-    prompt node in the version the arm asks for, and renders every prompt."""
+    """Validate experiment files and their flows: one summary line per file (with the flow's
+    inputs and outputs), or every error of every file and exit 1. A file passes when it parses,
+    every arm's Hamilton driver builds, every arm config key is read by the flow, all arms share
+    inputs and outputs, and every arm runs end to end on the flow's SAMPLE_INPUTS against an
+    offline stub model."""
     results = check_files(paths or [_experiments_dir(None)])
     if not results:
         raise fail("error: no experiment files found")
     failed = False
     for path, outcome in results:
-        outcome = _with_flow_problems(path, outcome)
+        outcome, flows = _with_flow_problems(path, outcome)
         if isinstance(outcome, ExperimentFileError):
             typer.echo(f"FAIL {outcome}", err=True)
             failed = True
             continue
         arms = ", ".join(f"{a.name} {a.weight:g}" for a in outcome.arms)
+        contract = flows.contract(outcome.id)
+        inputs = ", ".join(s.name if s.required else f"{s.name}?" for s in contract.inputs)
         typer.echo(
             f"ok   {path}: {outcome.id} ({outcome.status}; arms: {arms}; "
-            f"coverage {outcome.coverage:g}; sha {outcome.definition_sha[:12]})"
+            f"coverage {outcome.coverage:g}; sha {outcome.definition_sha[:12]}; "
+            f"inputs: {inputs}; outputs: {', '.join(contract.outputs)})"
         )
     if failed:
         raise typer.Exit(code=1)
@@ -111,24 +116,26 @@ def validate(
 
 def _with_flow_problems(path: Path, outcome):
     """`outcome` (an experiment or the file's schema errors) with the problems of its arms'
-    flows added, so that one pass lists every problem of the file. A file whose schema fails
-    still has its arms' flows checked, from what can be read of them."""
+    flows added, so that one pass lists every problem of the file, and the flows when there is
+    none. A file whose schema fails still has its arms' flows checked, from what can be read
+    of them."""
     from abtest.experiments import partial_experiment
     from abtest.flows import FlowConfigError, FlowRegistry
 
     failed = isinstance(outcome, ExperimentFileError)
     experiment = partial_experiment(path) if failed else outcome
     problems = list(outcome.problems) if failed else []
+    flows = None
     if experiment is not None:
         try:
-            FlowRegistry.from_experiments(
+            flows = FlowRegistry.from_experiments(
                 [experiment], prompt_registry=_prompt_registry_for([experiment])
             )
         except FlowConfigError as exc:
             problems.extend(str(problem) for problem in exc.problems)
     if problems:
-        return ExperimentFileError(path, problems)
-    return outcome
+        return ExperimentFileError(path, problems), None
+    return outcome, flows
 
 
 @app.command()

@@ -82,6 +82,10 @@ def test_validate_in_a_fresh_process(flow_dir: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok   ") and EXPERIMENT_ID in done.stdout
+    assert (
+        "inputs: title, body, priority, threshold?, urgent?, tags?, metadata?, attachment?; "
+        "outputs: label, reply, facts)"
+    ) in done.stdout
 
 
 def _validate(flow_dir: Path, change) -> str:
