@@ -411,7 +411,7 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
-def _cli_inputs(platform, experiment_id: str, inputs: list[str], files: list[str]) -> dict:
+def _cli_inputs(platform, experiment_id: str, inputs: list[str], files: list[str]):
     """Run inputs from `--input NAME=VALUE` and `--input-file NAME=PATH`, converted to each
     input's type (JSON text for lists and dicts; "3" for an int) and checked by the
     experiment's input model."""
@@ -443,7 +443,7 @@ def _cli_inputs(platform, experiment_id: str, inputs: list[str], files: list[str
         spec = specs.get(name)
         raw[name] = file.read_bytes() if spec is None or spec.binary else file.read_text("utf-8")
     try:
-        return dict(platform.flows.input_model(experiment_id).model_validate(raw))
+        return platform.flows.input_model(experiment_id).model_validate(raw)
     except ValidationError as exc:
         raise fail(f"error: {describe_validation_error(exc)}") from None
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from abtest.event_fields import Event
 from abtest.experiments import Experiment, definition_sha, load_experiments
 from abtest.flows import REGISTRY_PREFIX, FlowInputError, FlowRegistry, FlowResult
@@ -138,7 +140,7 @@ class Platform:
         self,
         experiment_id: str,
         unit_id: str,
-        inputs: Mapping[str, Any],
+        inputs: Mapping[str, Any] | BaseModel,
         attributes: Mapping[str, Any] | None = None,
     ) -> Run:
         """Assign `unit_id`, run its arm's flow on `inputs`, and return the run with the events
@@ -157,7 +159,7 @@ class Platform:
         self,
         experiment_id: str,
         unit_id: str,
-        inputs: Mapping[str, Any],
+        inputs: Mapping[str, Any] | BaseModel,
         attributes: Mapping[str, Any] | None = None,
     ) -> Run:
         """`run` with the flow in a worker thread (see `FlowRegistry.arun`)."""
@@ -169,13 +171,13 @@ class Platform:
         self,
         experiment_id: str,
         unit_id: str,
-        inputs: Mapping[str, Any],
+        inputs: Mapping[str, Any] | BaseModel,
         attributes: Mapping[str, Any] | None,
-    ) -> tuple[dict[str, Any], Assignment]:
+    ) -> tuple[BaseModel, Assignment]:
         """The checked inputs and the unit's assignment; inputs first, so a refused run is
         never assigned."""
         self.router.experiment(experiment_id)
-        values = self.flows.validate_inputs(experiment_id, inputs)
+        values = self.flows.checked_inputs(experiment_id, inputs)
         return values, self.router.assign(experiment_id, unit_id, attributes)
 
     def _recorded(self, unit_id: str, assignment: Assignment, result: FlowResult) -> Run:

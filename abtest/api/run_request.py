@@ -53,7 +53,7 @@ def _run_body(inputs_model: type[BaseModel]) -> type[BaseModel]:
 
 async def read_run_request(
     request: Request, platform: Platform, experiment_id: str
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
+) -> tuple[str, dict[str, Any], BaseModel]:
     """(unit_id, attributes, inputs) from a JSON body or a multipart form."""
     inputs_model = platform.flows.input_model(experiment_id)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -65,12 +65,12 @@ async def read_run_request(
         body = _run_body(inputs_model).model_validate_json(await request.body(), strict=True)
     except ValidationError as exc:
         raise ApiError(422, "invalid_request", validation_detail(exc.errors(), "body")) from None
-    return body.unit_id, body.attributes, dict(body.inputs)
+    return body.unit_id, body.attributes, body.inputs
 
 
 async def _form_request(
     request: Request, inputs_model: type[BaseModel], structured: set[str]
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
+) -> tuple[str, dict[str, Any], BaseModel]:
     """A multipart run: `unit_id`, optional `attributes` (JSON text), one field per input;
     list and dict inputs are JSON text, bytes inputs files. Form text is converted to the
     input's type (pydantic's lax mode: "3" is an int here, unlike in JSON)."""
@@ -107,4 +107,4 @@ async def _form_request(
             for item in validation_detail(exc.errors(), "form")
         ]
         raise ApiError(422, "invalid_request", detail) from None
-    return body.unit_id, body.attributes, dict(body.inputs)
+    return body.unit_id, body.attributes, body.inputs

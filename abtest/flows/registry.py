@@ -368,22 +368,28 @@ class FlowRegistry:
 
     # -- running ----------------------------------------------------------------------------
 
-    def validate_inputs(self, experiment_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """`inputs` checked against the experiment's input model (strict types, defaults
-        filled in); raises `InvalidInputs` naming every bad input."""
+    def checked_inputs(
+        self, experiment_id: str, inputs: Mapping[str, Any] | BaseModel
+    ) -> BaseModel:
+        """`inputs` as an instance of the experiment's input model (strict types, defaults
+        filled in); raises `InvalidInputs` naming every bad input. An instance is returned as
+        it is: inputs are checked once however many layers they pass."""
         model = self.input_model(experiment_id)
         if isinstance(inputs, model):
-            return dict(inputs)
+            return inputs
         if not isinstance(inputs, Mapping):
             raise InvalidInputs(f"inputs must be a mapping, got {type(inputs).__name__}")
         try:
-            return dict(model.model_validate(dict(inputs), strict=True))
+            return model.model_validate(dict(inputs), strict=True)
         except ValidationError as exc:
             raise InvalidInputs(describe_validation_error(exc)) from None
 
-    def run(self, experiment_id: str, arm: str, inputs: Mapping[str, Any]) -> FlowResult:
-        """Run the arm's flow on `inputs` (the flow's `INPUTS`); never raises for a failed run
-        (see `FlowResult.error_kind`). Unknown experiment or arm: `KeyError`."""
+    def run(
+        self, experiment_id: str, arm: str, inputs: Mapping[str, Any] | BaseModel
+    ) -> FlowResult:
+        """Run the arm's flow on `inputs` (the flow's `INPUTS`, a mapping or a checked
+        instance of `input_model`); never raises for a failed run (see
+        `FlowResult.error_kind`). Unknown experiment or arm: `KeyError`."""
         flow = self._flow(experiment_id, arm)
         record = _RunRecord()
         run_id = uuid.uuid4().hex
@@ -395,7 +401,7 @@ class FlowRegistry:
         run_token = _CURRENT_RUN.set(record)
         quiet_token = _HANDLING.set(True)
         try:
-            values = self.validate_inputs(experiment_id, inputs)
+            values = dict(self.checked_inputs(experiment_id, inputs))
             overrides = self._resolve_bindings(flow)
             record.prompts.update(overrides)
             outputs = flow.driver.execute(
@@ -434,7 +440,9 @@ class FlowRegistry:
             error_reason=reason,
         )
 
-    async def arun(self, experiment_id: str, arm: str, inputs: Mapping[str, Any]) -> FlowResult:
+    async def arun(
+        self, experiment_id: str, arm: str, inputs: Mapping[str, Any] | BaseModel
+    ) -> FlowResult:
         """`run` in a worker thread, so the event loop stays free while the flow's synchronous
         nodes (parsing, LLM calls) run. Hamilton's AsyncDriver would run them on the loop."""
         return await asyncio.to_thread(self.run, experiment_id, arm, inputs)
