@@ -39,6 +39,7 @@ __all__ = [
     "config_keys_read",
     "did_you_mean",
     "input_model",
+    "prompt_nodes",
     "read_contract",
 ]
 
@@ -152,11 +153,7 @@ def read_contract(
     }
     # Hamilton lists every config key as an external input; only those a node reads count
     external = {name for name, v in variables.items() if v.is_external_input and name in read}
-    prompt_nodes = tuple(
-        v.name
-        for v in dr.list_available_variables(tag_filter={"prompt_id": None})
-        if not v.is_external_input
-    )
+    prompts = prompt_nodes(dr)
     names = _names(modules, "INPUTS", problems)
     outputs = _names(modules, "FINAL_VARS", problems)
     if names is None or outputs is None:
@@ -209,7 +206,7 @@ def read_contract(
     contract = FlowContract(
         inputs=tuple(inputs),
         outputs=tuple(outputs),
-        prompt_nodes=prompt_nodes,
+        prompt_nodes=prompts,
         config_keys=frozenset(configurable),
         sample_inputs=dict(samples or {}),
         uses_llm=INJECTED in external,
@@ -235,6 +232,15 @@ def input_model(
             extra="forbid", val_json_bytes="base64", ser_json_bytes="base64", frozen=True
         ),
         **fields,
+    )
+
+
+def prompt_nodes(dr: driver.Driver) -> tuple[str, ...]:
+    """The prompt nodes of a graph: every function node tagged `prompt_id`."""
+    return tuple(
+        v.name
+        for v in dr.list_available_variables(tag_filter={"prompt_id": None})
+        if not v.is_external_input
     )
 
 

@@ -75,6 +75,7 @@ from pydantic import BaseModel, ValidationError
 
 from abtest.experiments import Arm, Experiment
 from abtest.flows.contract import INJECTED, FlowContract, input_model, read_contract
+from abtest.flows.contract import prompt_nodes as graph_prompt_nodes
 from abtest.flows.errors import FlowConfigError, FlowInputError, FlowProblem, InvalidInputs
 from abtest.flows.stub_llm import StubLLMClient
 from abtest.llm import Completion, LLMClient, LLMError
@@ -600,7 +601,7 @@ class FlowRegistry:
         contract, found = read_contract(dr, modules, arm.config, bindings)
         for message, node in found:
             problem(message, node)
-        prompt_nodes = contract.prompt_nodes if contract else _prompt_nodes(dr)
+        prompt_nodes = contract.prompt_nodes if contract else graph_prompt_nodes(dr)
         if len(modules) > 1:
             for message, node in _override_problems(modules, config, prompt_nodes):
                 problem(message, node)
@@ -785,14 +786,6 @@ def _registry_use(found: Any, ref: str) -> PromptUse:
 def _model_name(experiment_id: str) -> str:
     return "".join(part.capitalize() for part in experiment_id.replace("_", "-").split("-")) + (
         "Inputs"
-    )
-
-
-def _prompt_nodes(dr: driver.Driver) -> tuple[str, ...]:
-    return tuple(
-        v.name
-        for v in dr.list_available_variables(tag_filter={"prompt_id": None})
-        if not v.is_external_input
     )
 
 
