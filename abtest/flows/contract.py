@@ -90,21 +90,9 @@ class FlowContract:
     sample_inputs: Mapping[str, Any]
     uses_llm: bool = True
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(spec.name for spec in self.inputs)
-
-    def interface(self) -> tuple[Any, ...]:
-        """What all arms of one experiment must share: inputs (name, type, optional) and
-        outputs."""
-        return (
-            tuple((s.name, s.type_name, s.required) for s in self.inputs),
-            self.outputs,
-        )
-
     def differences(self, other: FlowContract) -> list[str]:
-        """How `other` (another arm) differs from this contract, one sentence per input or
-        output."""
+        """How `other` (another arm) differs from this contract in what all arms of one
+        experiment must share (inputs: name, type, optional; outputs), one sentence each."""
         found = []
         mine = {s.name: s for s in self.inputs}
         theirs = {s.name: s for s in other.inputs}
