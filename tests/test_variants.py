@@ -15,7 +15,8 @@ import variants.summarization.prompts.v2 as prompts_v2
 from abtest.devtools.llm_server import split_sentences
 from abtest.llm import Completion
 from abtest.tokens import estimate_tokens
-from variants.summarization import _chunk, _map_bounded, _render, _units
+from variants.rendering import render as _render
+from variants.summarization import _chunk, _map_bounded, _units
 from variants.summarization.pdfs import read_pdf_text
 
 QUERY = "What did the pilot cost and why?"

@@ -27,7 +27,6 @@ contract): the run inputs, the outputs, and sample inputs for the validation dry
 """
 
 import re
-import string
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +36,7 @@ from hamilton.function_modifiers import config, tag
 
 from abtest import Completion, FlowInputError, LLMClient
 from abtest.tokens import estimate_tokens
+from variants import rendering as _rendering
 from variants.summarization import pdfs as _pdfs
 from variants.summarization.prompts import v1 as _v1
 from variants.summarization.prompts import v2 as _v2
@@ -128,7 +128,9 @@ def chunk_prompts(
 ) -> list[str]:
     """The chunk template rendered once per chunk."""
     return [
-        _render(summarize_chunk_of_text_prompt, content_type=content_type, query=query, text=chunk)
+        _rendering.render(
+            summarize_chunk_of_text_prompt, content_type=content_type, query=query, text=chunk
+        )
         for chunk in chunked_text
     ]
 
@@ -183,7 +185,7 @@ def prompt_and_text_content(
     content_type: str = DEFAULT_CONTENT_TYPE,
 ) -> str:
     """The final template rendered with the question and the chunk summaries."""
-    return _render(
+    return _rendering.render(
         summarize_text_from_summaries_prompt,
         content_type=content_type,
         query=query,
@@ -214,29 +216,10 @@ def summarized_text(final_completion: Completion) -> str:
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-_FORMATTER = string.Formatter()
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 _ENDS_LINE = re.compile(r"[.!?:;][\"')\]]*$")
 _STARTS_LINE = re.compile(r"^(?:[-*\u2022]\s|\d+[.)]\s|\[page \d+\])")
 _PAGE_MARKER = re.compile(r"^\[page \d+\]$")
-
-
-def _render(template: str, **fields: str) -> str:
-    """`template` with its `{name}` fields filled; only plain names from `fields` are allowed.
-
-    Registry templates are runtime data, so attribute or index lookups (`{text.__class__}`) and
-    format specs are refused rather than evaluated.
-    """
-    parts = []
-    for literal, name, spec, conversion in _FORMATTER.parse(template):
-        parts.append(literal)
-        if name is None:
-            continue
-        if name not in fields or spec or conversion:
-            allowed = ", ".join("{" + f + "}" for f in sorted(fields))
-            raise ValueError(f"prompt template field {{{name}}} is not one of {allowed}")
-        parts.append(fields[name])
-    return "".join(parts)
 
 
 def _units(text: str) -> list[tuple[str, str]]:

@@ -36,6 +36,7 @@ from typing import Any
 from hamilton.function_modifiers import config, tag
 
 from abtest import Completion, FlowInputError, LLMClient
+from variants import rendering as _rendering
 
 INPUTS = ("message", "customer_tier")
 """What a request supplies."""
@@ -136,7 +137,7 @@ def classify_intent_prompt__v2() -> str:
 
 def intent_prompt(classify_intent_prompt: str, customer_message: str) -> str:
     """The classification template rendered with the message."""
-    return classify_intent_prompt.format(message=customer_message)
+    return _rendering.render(classify_intent_prompt, message=customer_message)
 
 
 def intent_completion(
@@ -181,8 +182,8 @@ def draft_prompt(
     draft_reply_prompt: str, customer_message: str, knowledge_context: str, tier: str
 ) -> str:
     """The draft template rendered with the message, the knowledge and the tier."""
-    return draft_reply_prompt.format(
-        message=customer_message, knowledge=knowledge_context, tier=tier
+    return _rendering.render(
+        draft_reply_prompt, message=customer_message, knowledge=knowledge_context, tier=tier
     )
 
 
@@ -225,8 +226,12 @@ def rewrite_prompt(
     """The rewrite template rendered with the draft, the message, the tier and the word limit."""
     if max_reply_words < 5:
         raise ValueError(f"max_reply_words ({max_reply_words}) must be >= 5")
-    return rewrite_reply_prompt.format(
-        draft=draft_reply, message=customer_message, tier=tier, max_words=max_reply_words
+    return _rendering.render(
+        rewrite_reply_prompt,
+        draft=draft_reply,
+        message=customer_message,
+        tier=tier,
+        max_words=max_reply_words,
     )
 
 
