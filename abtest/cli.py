@@ -279,7 +279,7 @@ def serve(
     llm = ensure_llm_endpoint()
     if llm is not None:
         typer.echo(f"using the built-in local model server at {llm.base_url}")
-    typer.echo(f"events: {store.redis_url()}")
+    typer.echo(f"events: {store.redis_url(settings())}")
     uvicorn.run(
         "abtest.api:create_app",
         factory=True,
@@ -585,7 +585,7 @@ def export(
     from abtest import store
     from abtest.events import export_parquet
 
-    rows = export_parquet(store.sync_client(), experiment_id, out)
+    rows = export_parquet(store.sync_client(store.redis_url(settings())), experiment_id, out)
     typer.echo(f"wrote {rows} events to {out}")
 
 

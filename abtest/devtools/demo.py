@@ -135,13 +135,13 @@ def _simulate_user(
     return body["arm"], probability
 
 
-def _clear_streams(experiment_id: str) -> None:
+def _clear_streams(experiment_id: str, client: Any) -> None:
     from abtest.event_fields import dedupe_key, stream_key
 
     keys = [
         f(experiment_id, kind) for kind in ("exposure", "outcome") for f in (stream_key, dedupe_key)
     ]
-    store.sync_client().delete(*keys)
+    client.delete(*keys)
 
 
 def run_demo(
@@ -154,15 +154,19 @@ def run_demo(
     from abtest.api import create_app
     from abtest.devtools.local import ensure_llm_endpoint
     from abtest.devtools.serving import serve_app_in_thread
-    from abtest.platform import Platform
+    from abtest.platform import Platform, platform_options
     from abtest.prompts import PromptRegistry
     from abtest.settings import Settings
 
     llm = ensure_llm_endpoint()
     try:
-        url = store.redis_url()
+        # parsed once, after the local model server (if any) set OPENAI_BASE_URL
+        service = replace(Settings.from_env(), experiments_dir=settings.experiments_dir)
+        url = store.redis_url(service)
         platform = Platform.load(
-            settings.experiments_dir, prompt_registry=PromptRegistry(store.sync_client(url))
+            settings.experiments_dir,
+            prompt_registry=PromptRegistry(store.sync_client(url)),
+            **platform_options(service),
         )
         chosen = demo_experiments(platform.experiments, settings.experiment_ids)
         if not chosen:
@@ -170,7 +174,6 @@ def run_demo(
                 f"no running experiment under {settings.experiments_dir} has a flow with a "
                 "simulation module"
             )
-        service = replace(Settings.from_env(), experiments_dir=settings.experiments_dir)
         app = create_app(service, platform=platform)
         outcomes = []
         with serve_app_in_thread(app, ready_path="/health", name="abtest-demo-api") as api:
@@ -199,7 +202,7 @@ def _run_experiment(
 
     started = time.perf_counter()
     if settings.fresh:
-        _clear_streams(experiment.id)
+        _clear_streams(experiment.id, store.sync_client(url))
     failed = 0
     truth: dict[str, list[float]] = {arm: [] for arm in experiment.arm_names}
 
