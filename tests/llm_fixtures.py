@@ -6,7 +6,11 @@ Register with ``pytest_plugins = ["tests.llm_fixtures"]`` or import the fixtures
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +38,20 @@ def session_llm_client(llm_server: ServerHandle) -> Iterator[LLMClient]:
     """One :class:`LLMClient` on the session server, shared by the flow tests."""
     with LLMClient(base_url=llm_server.base_url) as client:
         yield client
+
+
+def stdout_per_hash_seed(script: str, seeds: tuple[str, ...] = ("1", "8")) -> set[str]:
+    """What `script` prints in a fresh interpreter under each `PYTHONHASHSEED` (from the
+    repository root): one element when its output does not depend on set or dict order."""
+    root = Path(__file__).resolve().parents[1]
+    return {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in seeds
+    }

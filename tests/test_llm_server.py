@@ -11,6 +11,7 @@ import pytest
 from abtest.devtools.llm_server import count_words, serve_in_thread, split_sentences
 from abtest.devtools.local_model_support import GREETING, label_options, pick_label
 from abtest.tokens import estimate_tokens
+from tests.llm_fixtures import stdout_per_hash_seed
 
 ARTICLE = (
     "The city council approved a new budget for public transport on Monday. "
@@ -261,10 +262,6 @@ def test_failure_rate_and_latency_injection() -> None:
 def test_output_does_not_depend_on_the_process_hash_seed() -> None:
     """Scores are summed exactly, so ties break the same way in every process: the demo's
     flows give the same summaries whatever PYTHONHASHSEED is."""
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import hashlib\n"
         "from abtest.devtools.llm_server import serve_in_thread\n"
@@ -283,18 +280,8 @@ def test_output_does_not_depend_on_the_process_hash_seed() -> None:
         "            texts.append(run.outputs['summarized_text'])\n"
         "print(hashlib.sha256('|'.join(texts).encode()).hexdigest())\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    outputs = {
-        subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=root,
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for seed in ("1", "8")  # without exact sums these two seeds broke a tie differently
-    }
+    # without exact sums, hash seeds 1 and 8 broke a tie differently
+    outputs = stdout_per_hash_seed(script)
     assert len(outputs) == 1
 
 

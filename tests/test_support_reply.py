@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from abtest.devtools.local_model_support import GREETING
 from abtest.devtools.local_text import count_words
 from abtest.experiments import load_experiment
 from abtest.llm import LLMClient
+from tests.llm_fixtures import stdout_per_hash_seed
 from variants.support_reply import simulation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,18 +136,7 @@ def test_outputs_do_not_depend_on_the_process_hash_seed():
         "'customer_tier': 'pro', 'llm_client': client}))\n"
         "print(hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest())\n"
     )
-    digests = {
-        subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for seed in ("1", "8")
-    }
-    assert len(digests) == 1
+    assert len(stdout_per_hash_seed(script)) == 1
 
 
 # -- bad input -----------------------------------------------------------------------------------

@@ -44,16 +44,8 @@ class StubLLMClient(LLMClient):
             finish_reason="stop",
         )
 
-    async def acomplete(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        model: str,
-        temperature: float = 0.0,
-        max_tokens: int | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Completion:
-        return self.complete(messages, model=model, temperature=temperature, max_tokens=max_tokens)
+    async def acomplete(self, messages: list[dict[str, Any]], **options: Any) -> Completion:
+        return self.complete(messages, **options)
 
     def close(self) -> None:
         pass
