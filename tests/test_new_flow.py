@@ -285,3 +285,24 @@ def test_client_runs_the_new_flow(flow_dir: Path, env, redis_client) -> None:
     assert run.outputs["label"] == "urgent:hardware"
     metrics = {o["metric"] for o in outcomes(redis_client)}
     assert {"thumbs_up", "latency_ms", "cost_usd", "error", "responses"} <= metrics
+
+
+def test_api_run_as_a_url_encoded_form(api: TestClient) -> None:
+    path = f"/v1/experiments/{EXPERIMENT_ID}/run"
+    form = {
+        "unit_id": "qa-control",
+        "title": "Printer",
+        "body": "The hardware jams.",
+        "priority": "3",
+    }
+    done = api.post(path, data=form)
+    unknown = api.post(path, data={**form, "colour": "red"})
+    missing = api.post(path, data={"title": "Printer", "body": "jams", "priority": "3"})
+    assert done.status_code == 200, done.text
+    assert done.json()["outputs"]["label"] == "hardware"
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == [
+        {"field": "form.colour", "message": "Extra inputs are not permitted"}
+    ]
+    assert missing.status_code == 422
+    assert missing.json()["detail"] == [{"field": "form.unit_id", "message": "Field required"}]

@@ -14,25 +14,27 @@ from abtest.api.errors import ApiError, validation_detail
 from abtest.api.models import UNIT_ID_MAX, Attributes, RunIn, StrictIn, UnitId
 from abtest.platform import Platform
 
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+"""Form bodies of a run: multipart (files for bytes inputs), or URL-encoded (text inputs)."""
+
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["unit_id"],
+    "properties": {
+        "unit_id": {"type": "string", "minLength": 1, "maxLength": UNIT_ID_MAX},
+        "attributes": {"type": "string", "description": "a JSON object"},
+    },
+    "additionalProperties": {
+        "description": "one field per run input; a file for a bytes input, "
+        "JSON text for a list or dict input"
+    },
+}
 RUN_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": RunIn.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["unit_id"],
-                    "properties": {
-                        "unit_id": {"type": "string", "minLength": 1, "maxLength": UNIT_ID_MAX},
-                        "attributes": {"type": "string", "description": "a JSON object"},
-                    },
-                    "additionalProperties": {
-                        "description": "one field per run input; a file for a bytes input, "
-                        "JSON text for a list or dict input"
-                    },
-                }
-            },
+            **{form: {"schema": _FORM_SCHEMA} for form in FORM_TYPES},
         },
     }
 }
@@ -56,7 +58,7 @@ async def read_run_request(
 ) -> tuple[str, dict[str, Any], BaseModel]:
     """(unit_id, attributes, inputs) from a JSON body or a multipart form."""
     inputs_model = platform.flows.input_model(experiment_id)
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if request.headers.get("content-type", "").startswith(FORM_TYPES):
         structured = {
             spec.name for spec in platform.flows.contract(experiment_id).inputs if spec.structured
         }
