@@ -11,6 +11,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from abtest.api.errors import ApiError, install_error_handlers
 from abtest.api.middleware import RequestGuard
@@ -37,6 +41,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     platform = app.state.platform_override or load_platform(settings, app.state.prompt_registry)
     client = store.async_client(url)
+    app.state.redis = client
     event_log = EventLog(client, settings.spool_path, maxlen=settings.stream_maxlen)
     await event_log.start()
     app.state.platform = platform
@@ -86,6 +91,23 @@ def _errors_are_json(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at `/docs` with its assets served from the installed `swagger-ui-bundle`
+    package, so the page works on a machine without internet (FastAPI's default loads them
+    from a CDN). ReDoc, which has no packaged assets, is not served."""
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
     """The service. `settings` default to the environment; `platform` (tests, the demo)
     replaces loading the experiment files at start-up."""
@@ -94,7 +116,10 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         summary="Prompt A/B experiments: assignment, flow runs, exposures and outcomes.",
         version="0.1.0",
         lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _offline_docs(app)
     app.state.settings = settings or get_settings()
     app.state.platform_override = platform
     app.state.telemetry = Telemetry()

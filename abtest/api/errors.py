@@ -6,8 +6,11 @@ always a 4xx naming the problem, never a 500.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +18,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from abtest.router import UnknownExperimentError
+
+logger = logging.getLogger("abtest.api")
+
+RETRY_AFTER_S = 5
+"""What a 503 asks the client to wait, in seconds."""
 
 
 class ApiError(Exception):
@@ -99,3 +107,31 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         names = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return _error(exc.status_code, names.get(exc.status_code, "http_error"), exc.detail)
+
+    @app.exception_handler(redis.RedisError)
+    async def _store(request: Request, exc: redis.RedisError) -> JSONResponse:
+        """A read that needs the store while it is unreachable: the client should retry
+        (writes never get here: they are acknowledged through the spool)."""
+        store = store_name(getattr(request.app.state, "redis_url", ""))
+        response = _error(
+            503,
+            "store_unavailable",
+            f"the event store ({store}) cannot be reached: {type(exc).__name__}: {exc}",
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        """A bug: logged with its traceback, answered as JSON like every other error."""
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", f"internal error: {type(exc).__name__}")
+
+
+def store_name(url: str) -> str:
+    """Where the store is, without credentials: `host:port` or the unix socket path."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"embedded Redis at {parts.path}"
+    where = parts.netloc.rsplit("@", 1)[-1]
+    return f"Redis at {where}" if where else "Redis"

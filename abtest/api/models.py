@@ -97,3 +97,9 @@ class ExperimentSummary(BaseModel):
 class ReloadOut(BaseModel):
     reloaded: bool
     experiments: list[str]
+
+
+class ReadyOut(BaseModel):
+    status: str
+    store: str
+    spool_depth: int

@@ -10,11 +10,12 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 
-from abtest.api.errors import ERRORS, ApiError
+from abtest.api.errors import ERRORS, RETRY_AFTER_S, ApiError, store_name
 from abtest.api.lean_route import LeanRoute
 from abtest.api.models import (
     MAX_BATCH,
@@ -25,6 +26,7 @@ from abtest.api.models import (
     ExperimentSummary,
     OutcomeIn,
     OutcomesOut,
+    ReadyOut,
     ReloadOut,
     RunOut,
 )
@@ -42,6 +44,8 @@ from abtest.tracking import (
     exposure,
 )
 
+READY_TIMEOUT_S = 1.0
+
 experiments_router = APIRouter(prefix="/v1/experiments", tags=["experiments"], responses=ERRORS)
 outcomes_router = APIRouter(prefix="/v1", tags=["outcomes"], responses=ERRORS)
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
@@ -50,9 +54,32 @@ service_router = APIRouter(tags=["service"])
 
 @service_router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
-    """Liveness: always 200 while the process serves; says whether events are spooling."""
+    """Liveness (a Kubernetes liveness probe): always 200 while the process serves; says
+    whether events are spooling."""
     event_log: EventLog = request.app.state.event_log
     return {"status": "ok", "spool_depth": event_log.spool_depth}
+
+
+@service_router.get("/health/ready", responses={503: {"model": ReadyOut}})
+async def ready(request: Request) -> ReadyOut:
+    """Readiness (a Kubernetes readiness probe): 200 when the store answers within a second,
+    else 503 with `Retry-After`. Writes are still acknowledged while not ready (the spool
+    holds them); reads that need the store are not."""
+    state = request.app.state
+    try:
+        await asyncio.wait_for(state.redis.ping(), READY_TIMEOUT_S)
+    except (redis.RedisError, OSError, TimeoutError) as exc:
+        out = ReadyOut(
+            status="not_ready",
+            store=f"{store_name(state.redis_url)} unreachable: {type(exc).__name__}",
+            spool_depth=state.event_log.spool_depth,
+        )
+        return JSONResponse(
+            out.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
+    return ReadyOut(
+        status="ready", store=store_name(state.redis_url), spool_depth=state.event_log.spool_depth
+    )
 
 
 @service_router.get("/metrics", response_class=Response, responses=ERRORS)

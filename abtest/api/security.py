@@ -7,6 +7,9 @@ import hmac
 from abtest.api.errors import ApiError
 from abtest.settings import Settings
 
+OPEN_PATHS = frozenset({"/health", "/health/ready"})
+"""What a load balancer or Kubernetes probes, without a key."""
+
 
 def _bearer(authorization: str) -> str | None:
     scheme, _, token = authorization.partition(" ")
@@ -26,10 +29,11 @@ def _matches(token: str, keys: frozenset[str]) -> bool:
 def authorize(path: str, authorization: str, settings: Settings) -> ApiError | None:
     """The refusal for a request, or None to let it through.
 
-    `/health` is open. With no key configured at all the service is open (local
-    development). `/v1/admin/*` needs an admin key; every other path any API or admin key.
+    The probes (`/health`, `/health/ready`) are open. With no key configured at all the
+    service is open (local development). `/v1/admin/*` needs an admin key; every other path
+    any API or admin key.
     """
-    if path == "/health" or not (settings.api_keys or settings.admin_keys):
+    if path in OPEN_PATHS or not (settings.api_keys or settings.admin_keys):
         return None
     token = _bearer(authorization)
     if token is None:
