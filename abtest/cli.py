@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -55,6 +56,15 @@ def _start() -> None:
     except SettingsError as exc:
         raise fail(f"error: {exc}") from None
     os.environ.setdefault("HAMILTON_AUTOLOAD_EXTENSIONS", "0")
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """SIGTERM (systemd, Docker, Kubernetes) ends a command like Ctrl-C does: `finally`
+    blocks and exit handlers run, so the embedded Redis and the local model server stop with
+    the last process using them. Without it the default action kills the process on the spot,
+    also after uvicorn's graceful shutdown, which re-raises the signal it stopped on."""
+    raise SystemExit(0)
 
 
 def settings():

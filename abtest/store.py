@@ -178,3 +178,16 @@ def async_client(url: str | None = None) -> redis.asyncio.Redis:
             )
             clients[url] = client
         return client
+
+
+async def close_async_client(client: redis.asyncio.Redis) -> None:
+    """Close an asyncio client of the running loop and forget it (at the end of a lifespan):
+    open connections would count as a user of the embedded server at exit and keep it
+    running after the last process has gone."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        clients = _async_clients.get(loop, {})
+        for url, cached in list(clients.items()):
+            if cached is client:
+                del clients[url]
+    await client.aclose()

@@ -64,6 +64,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         except (NotImplementedError, RuntimeError, ValueError):
             pass
         await event_log.close()
+        await store.close_async_client(client)
 
 
 def _reload_on_signal(app: FastAPI) -> None:
