@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 ENVIRONMENT: dict[str, str] = {
     "ABTEST_EXPERIMENTS": "directory of experiment definition files (default: experiments)",
@@ -83,7 +84,7 @@ class Settings:
         return cls(
             experiments_dir=Path(_text(env, "ABTEST_EXPERIMENTS") or "experiments"),
             home=Path(_text(env, "ABTEST_HOME") or ".abtest"),
-            redis_url=_text(env, "REDIS_URL"),
+            redis_url=_redis_url(env),
             api_keys=_keys(env, "ABTEST_API_KEYS"),
             admin_keys=_keys(env, "ABTEST_ADMIN_KEYS"),
             max_body_bytes=_positive_int(env, "ABTEST_MAX_BODY_BYTES", 1_048_576),
@@ -166,6 +167,30 @@ def _price_pair(model: str, value: Any, source: str) -> Price:
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """`REDIS_URL`, checked the way redis-py will read it, so that a typo stops start-up
+    instead of the first request (the password, if any, is never shown)."""
+    raw = _text(env, "REDIS_URL")
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    shown = raw.replace(f":{parts.password}@", ":***@") if parts.password else raw
+    if parts.scheme not in REDIS_SCHEMES:
+        schemes = ", ".join(s + "://" for s in REDIS_SCHEMES)
+        raise SettingsError(f"REDIS_URL must start with {schemes}, got {shown!r}")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+    except ValueError:
+        raise SettingsError(f"REDIS_URL has an invalid port: {shown!r}") from None
+    if not (parts.path if parts.scheme == "unix" else parts.hostname):
+        missing = "socket path" if parts.scheme == "unix" else "host"
+        raise SettingsError(f"REDIS_URL names no {missing}: {shown!r}")
+    return raw
 
 
 def _keys(env: Mapping[str, str], name: str) -> frozenset[str]:

@@ -67,3 +67,26 @@ def test_a_stopped_service_leaves_nothing_running(tmp_path, llm_server, stop, wo
         if left_running:  # do not leak it into the rest of the run
             os.kill(redis_pid, signal.SIGKILL)
         assert not left_running, f"attempt {attempt}: the embedded Redis is still running"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("htp://user:secret@db:6379", "REDIS_URL must start with redis://, rediss://, unix://"),
+        ("redis://db:99999/0", "REDIS_URL has an invalid port"),
+        ("redis://:6379", "REDIS_URL names no host"),
+    ],
+)
+def test_a_malformed_redis_url_stops_serve_before_anything_starts(tmp_path, url, message):
+    env = {**os.environ, "ABTEST_HOME": str(tmp_path / "home"), "REDIS_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "abtest.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {message}")
+    assert "secret" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "home").exists()  # nothing half-started
