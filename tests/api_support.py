@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 import dataclasses
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
+import yaml
 from fastapi.testclient import TestClient
 
 from abtest.api import create_app
@@ -20,6 +24,7 @@ from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
 
 EXAMPLES = Path(__file__).parents[1] / "experiments"
 EXPERIMENT = "pdf-summary-prompts"
+FINAL_PROMPT = "summarize_text_from_summaries_prompt"
 
 
 def experiments_copy(directory: Path) -> Path:
@@ -56,3 +61,34 @@ def run_body(unit_id: str, query: str = "What did the pilot cost?", pdf: str | N
 
 def stream(client: redis.Redis, kind: str, experiment: str = EXPERIMENT) -> list[dict[str, str]]:
     return [fields for _, fields in client.xrange(stream_key(experiment, kind))]
+
+
+def experiments_with_a_registry_arm(directory: Path, client: redis.Redis, *templates: str) -> Path:
+    """A copy of the example experiments whose arm v2 binds its final prompt to
+    `registry:final-summary@production`; `templates` are pushed as versions 1, 2... and the
+    label points at version 1."""
+    from abtest.prompts import PromptRegistry
+
+    experiments = experiments_copy(directory)
+    path = experiments / "pdf_summary.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["arms"][1]["config"][FINAL_PROMPT] = "registry:final-summary@production"
+    path.write_text(yaml.safe_dump(data))
+    registry = PromptRegistry(client)
+    for template in templates:
+        registry.push("final-summary", template)
+    registry.label("final-summary", "production", 1)
+    return experiments
+
+
+def wait_for_health(server: subprocess.Popen, port: int) -> None:
+    """Wait until `abtest serve` (the process `server`) answers `/health` on `port`."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "abtest serve exited"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("abtest serve did not become healthy")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.api_support import wait_for_health
 from tests.redis_process import free_port
-from tests.test_readme import _wait_for_health
 
 
 def _alive(pid: int) -> bool:
@@ -52,7 +52,7 @@ def test_a_stopped_service_leaves_nothing_running(tmp_path, llm_server, stop, wo
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_for_health(server, port)
+            wait_for_health(server, port)
             redis_pid = _embedded_redis_pid(home)
             assert _alive(redis_pid)
             server.send_signal(stop)

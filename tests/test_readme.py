@@ -8,15 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.main import get_command
 
 from abtest.cli import app
 from abtest.settings import ENVIRONMENT
+from tests.api_support import wait_for_health
 from tests.redis_process import free_port
 from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
 
@@ -61,7 +60,7 @@ def test_curl_examples_work_against_abtest_serve(tmp_path: Path, redis_url: str,
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_health(server, port)
+        wait_for_health(server, port)
         for line in _curl_examples():
             command = line.replace("localhost:8080", f"127.0.0.1:{port}")
             command = command.replace("curl -s", "curl -s -f --show-error")
@@ -73,18 +72,6 @@ def test_curl_examples_work_against_abtest_serve(tmp_path: Path, redis_url: str,
     finally:
         server.kill()
         server.wait(10)
-
-
-def _wait_for_health(server: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "abtest serve exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("abtest serve did not become healthy")
 
 
 def _own_flow_blocks() -> dict[str, list[str]]:
@@ -131,7 +118,7 @@ def test_the_own_flow_example_works_as_written(tmp_path: Path, redis_url: str, l
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                _wait_for_health(server, port)
+                wait_for_health(server, port)
                 continue
             done = subprocess.run(
                 command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True

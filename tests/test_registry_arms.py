@@ -12,16 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from abtest.cli import app
-from abtest.prompts import PromptRegistry
-from tests.api_support import EXPERIMENT, experiments_copy, run_body
+from tests.api_support import EXPERIMENT, experiments_with_a_registry_arm, run_body, wait_for_health
+from tests.api_support import FINAL_PROMPT as FINAL
 from tests.redis_process import free_port
-from tests.test_readme import _wait_for_health
 
-FINAL = "summarize_text_from_summaries_prompt"
 TEMPLATE = (
     "Answer the question from these notes on {content_type} in at most 30 words.\n"
     "Question: {query}\n\n<document>\n{summaries}\n</document>"
@@ -33,14 +30,7 @@ runner = CliRunner()
 def bound(tmp_path: Path, redis_client, redis_url, llm_server, monkeypatch) -> Path:
     """The example experiments with arm v2's final prompt bound to the registry, whose
     `final-summary@production` label points at version 1."""
-    experiments = experiments_copy(tmp_path)
-    path = experiments / "pdf_summary.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["arms"][1]["config"][FINAL] = "registry:final-summary@production"
-    path.write_text(yaml.safe_dump(data))
-    registry = PromptRegistry(redis_client)
-    registry.push("final-summary", TEMPLATE)
-    registry.label("final-summary", "production", 1)
+    experiments = experiments_with_a_registry_arm(tmp_path, redis_client, TEMPLATE)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("OPENAI_BASE_URL", llm_server.base_url)
     monkeypatch.setenv("ABTEST_HOME", str(tmp_path / "home"))
@@ -68,7 +58,7 @@ def test_abtest_serve_starts_and_runs_the_bound_arm(bound: Path, tmp_path: Path)
         text=True,
     )
     try:
-        _wait_for_health(server, port)
+        wait_for_health(server, port)
         response = httpx.post(
             f"http://127.0.0.1:{port}/v1/experiments/{EXPERIMENT}/run",
             json=run_body("qa-alice"),

@@ -10,14 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 from abtest.prompts import PromptRegistry
-from tests.api_support import EXPERIMENT, experiments_copy, run_body
+from tests.api_support import EXPERIMENT, experiments_with_a_registry_arm, run_body, wait_for_health
+from tests.api_support import FINAL_PROMPT as FINAL
 from tests.redis_process import free_port
-from tests.test_readme import _wait_for_health
 
-FINAL = "summarize_text_from_summaries_prompt"
 TEMPLATE = "Answer {query} from these notes on {content_type}:\n{summaries}"
 
 
@@ -29,22 +27,18 @@ def _serve(experiments: Path, env: dict[str, str]) -> tuple[subprocess.Popen, st
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_for_health(server, port)
+    wait_for_health(server, port)
     return server, f"http://127.0.0.1:{port}"
 
 
 def test_two_replicas_share_assignments_prompts_and_reloads(
     tmp_path: Path, redis_url: str, redis_client, llm_server
 ) -> None:
-    experiments = experiments_copy(tmp_path)
+    experiments = experiments_with_a_registry_arm(
+        tmp_path, redis_client, TEMPLATE, TEMPLATE + "\nAt most 20 words."
+    )
     path = experiments / "pdf_summary.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["arms"][1]["config"][FINAL] = "registry:final-summary@production"
-    path.write_text(yaml.safe_dump(data))
     prompts = PromptRegistry(redis_client)
-    prompts.push("final-summary", TEMPLATE)
-    prompts.push("final-summary", TEMPLATE + "\nAt most 20 words.")
-    prompts.label("final-summary", "production", 1)
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
