@@ -304,14 +304,15 @@ def _load_platform(experiments: Path | None):
     """Every experiment's flows, built and validated, with the prompt registry when an arm
     binds a prompt to it."""
     from abtest.flows import FlowConfigError
-    from abtest.platform import Platform
+    from abtest.platform import Platform, platform_options
 
     definitions = _load_all(experiments)
     try:
         return Platform.from_experiments(
             definitions,
             prompt_registry=_prompt_registry_for(definitions.values()),
-            source=experiments,
+            source=_experiments_dir(experiments),
+            **platform_options(settings()),
         )
     except FlowConfigError as exc:
         raise fail(f"error: {exc}") from None

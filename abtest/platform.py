@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from abtest.event_fields import Event
 from abtest.experiments import Experiment, definition_sha, load_experiments
-from abtest.flows import REGISTRY_PREFIX, FlowInputError, FlowRegistry, FlowResult
+from abtest.flows import FlowInputError, FlowRegistry, FlowResult
+from abtest.flows.registry import bindings_of
 from abtest.llm import LLMClient
 from abtest.prompts import PromptRegistry
 from abtest.router import Assignment, Router
@@ -39,12 +40,7 @@ def platform_options(settings: Settings) -> dict[str, Any]:
 
 def uses_prompt_registry(experiments: Iterable[Experiment]) -> bool:
     """Whether an arm binds a prompt node to the prompt registry (`registry:name@label`)."""
-    return any(
-        isinstance(value, str) and value.startswith(REGISTRY_PREFIX)
-        for experiment in experiments
-        for arm in experiment.arms
-        for value in arm.config.values()
-    )
+    return any(bindings_of(arm.config) for experiment in experiments for arm in experiment.arms)
 
 
 @dataclass(frozen=True)
@@ -205,7 +201,6 @@ class Platform:
         if cached is not None:
             return cached
         fingerprint = self.flows.flow_fingerprint(experiment_id, arm)
-        config = self.experiments[experiment_id].arm(arm).config
-        if not any(str(value).startswith(REGISTRY_PREFIX) for value in config.values()):
+        if not bindings_of(self.experiments[experiment_id].arm(arm).config):
             self._fingerprints[key] = fingerprint
         return fingerprint

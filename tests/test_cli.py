@@ -195,3 +195,11 @@ def test_demo_end_to_end_small(env, tmp_path: Path) -> None:
             if line.strip().startswith("thumbs_up ")
         ]
         assert sum(table_units) == 90
+
+
+def test_run_applies_the_configured_input_limit(env, monkeypatch) -> None:
+    monkeypatch.setenv("ABTEST_MAX_INPUT_CHARS", "10")
+    args = ["run", "support-reply-prompts", "u1", "-i", "message=longer than ten characters"]
+    result = runner.invoke(app, [*args, "-e", str(EXAMPLES)])
+    assert result.exit_code == 1
+    assert "input 'message': String should have at most 10 characters" in result.output

@@ -96,6 +96,7 @@ __all__ = [
     "FlowResult",
     "PlaceholderCheck",
     "PromptUse",
+    "bindings_of",
     "check_placeholders",
     "code_template",
     "registry_bindings",
@@ -579,11 +580,7 @@ class FlowRegistry:
         if problems:
             return None, problems
 
-        bindings = {
-            key: value[len(REGISTRY_PREFIX) :].strip()
-            for key, value in arm.config.items()
-            if isinstance(value, str) and value.startswith(REGISTRY_PREFIX)
-        }
+        bindings = bindings_of(arm.config)
         config = {k: v for k, v in arm.config.items() if k not in bindings}
         try:
             dr = (
@@ -682,6 +679,16 @@ def _dry_run_problem(flow: _Flow, node: str | None, exc: Exception) -> tuple[str
     return f"dry run on SAMPLE_INPUTS failed in node '{node}': {error}", node
 
 
+def bindings_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """The prompt-registry bindings of an arm's config: node -> reference (`name@label` or
+    `name@version`), from entries `node: registry:<reference>`."""
+    return {
+        node: value[len(REGISTRY_PREFIX) :].strip()
+        for node, value in config.items()
+        if isinstance(value, str) and value.startswith(REGISTRY_PREFIX)
+    }
+
+
 def registry_bindings(
     experiments: Iterable[Experiment], prompt_name: str
 ) -> list[tuple[Experiment, Arm, str]]:
@@ -690,10 +697,7 @@ def registry_bindings(
     found = []
     for experiment in experiments:
         for arm in experiment.arms:
-            for node, value in arm.config.items():
-                if not (isinstance(value, str) and value.startswith(REGISTRY_PREFIX)):
-                    continue
-                ref = value[len(REGISTRY_PREFIX) :].strip()
+            for node, ref in bindings_of(arm.config).items():
                 if ref.split("@", 1)[0] == prompt_name:
                     found.append((experiment, arm, node))
     return found
@@ -704,11 +708,8 @@ def code_template(experiment: Experiment, arm: Arm, node: str) -> str:
     left out: what a registry prompt bound to that node replaces, and so the placeholders its
     rendering node fills. Raises `ValueError` when the node cannot be evaluated alone."""
     modules = [importlib.import_module(name) for name in experiment.modules_for(arm)]
-    config = {
-        key: value
-        for key, value in arm.config.items()
-        if not (isinstance(value, str) and value.startswith(REGISTRY_PREFIX))
-    }
+    bindings = bindings_of(arm.config)
+    config = {key: value for key, value in arm.config.items() if key not in bindings}
     dr = driver.Builder().with_modules(*modules).with_config(config).allow_module_overrides()
     try:
         template = dr.build().execute([node])[node]

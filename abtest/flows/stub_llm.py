@@ -20,7 +20,7 @@ class StubLLMClient(LLMClient):
     """
 
     def __init__(self) -> None:  # no SDK client, no endpoint, no key
-        self.calls = 0
+        pass
 
     def complete(
         self,
@@ -31,7 +31,6 @@ class StubLLMClient(LLMClient):
         max_tokens: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Completion:
-        self.calls += 1
         last = message_text(messages[-1].get("content")) if messages else ""
         text = f"({STUB_MODEL_NOTE}) " + " ".join(last.split()[:24])
         return Completion(
