@@ -283,13 +283,16 @@ def serve(
     from abtest import store
     from abtest.devtools.local import ensure_llm_endpoint
 
+    _store_client()  # a cluster that cannot be mapped stops here, before anything starts
     _load_platform(experiments)
     # the workers' create_app parses the environment again: pass the directory on to them
     os.environ["ABTEST_EXPERIMENTS"] = str(_experiments_dir(experiments))
     llm = ensure_llm_endpoint()
     if llm is not None:
         typer.echo(f"using the built-in local model server at {llm.base_url}")
-    typer.echo(f"events: {store.redis_url(settings())}")
+    from abtest.settings import shown_url
+
+    typer.echo(f"events: {shown_url(store.redis_url(settings()))}")
     uvicorn.run(
         "abtest.api:create_app",
         factory=True,
@@ -298,6 +301,17 @@ def serve(
         workers=workers,
         log_level="info",
     )
+
+
+def _store_client():
+    """The store's client; a Redis Cluster that cannot be reached or mapped ends the command
+    with the message naming REDIS_URL."""
+    from abtest import store
+
+    try:
+        return store.sync_client(store.redis_url(settings()))
+    except store.StoreError as exc:
+        raise fail(f"error: {exc}") from None
 
 
 def _load_platform(experiments: Path | None):
@@ -325,11 +339,10 @@ def _prompt_registry_for(definitions):
 
     if not uses_prompt_registry(definitions):
         return None
-    from abtest import store
     from abtest.prompts import PromptRegistry
 
     return PromptRegistry(
-        store.sync_client(store.redis_url(settings())),
+        _store_client(),
         cache_ttl_s=settings().prompt_cache_ttl_s,
     )
 
@@ -464,11 +477,10 @@ app.add_typer(prompts_app, name="prompts")
 
 
 def _registry_call(fn, *args):
-    from abtest import store
     from abtest.prompts import PromptNotFoundError, PromptRegistryError
 
     try:
-        return fn(store.sync_client(store.redis_url(settings())), *args)
+        return fn(_store_client(), *args)
     except (PromptNotFoundError, PromptRegistryError, ValueError) as exc:
         raise fail(f"error: {exc}") from None
 
@@ -567,14 +579,13 @@ def report(
     """Analyse the experiment's events and write the report (HTML, JSON or CSV)."""
     import redis
 
-    from abtest import store
     from analysis.report import build_report
 
     try:
         text = build_report(
             experiment_id,
             _experiments_dir(experiments),
-            store.sync_client(store.redis_url(settings())),
+            _store_client(),
             fmt=fmt,
         )
     except (ValueError, redis.RedisError) as exc:
@@ -593,10 +604,9 @@ def export(
     out: Annotated[Path, typer.Option(help="Parquet file to write.")],
 ) -> None:
     """Archive both event streams of an experiment to one Parquet file."""
-    from abtest import store
     from abtest.events import export_parquet
 
-    rows = export_parquet(store.sync_client(store.redis_url(settings())), experiment_id, out)
+    rows = export_parquet(_store_client(), experiment_id, out)
     typer.echo(f"wrote {rows} events to {out}")
 
 

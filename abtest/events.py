@@ -25,6 +25,18 @@ Write path, and why it looks the way it does:
   per event and, like the streams by default, is never trimmed; the optional approximate
   ``MAXLEN`` trims the streams only, so ids stay deduped after their entries are gone.
 * Readers still dedupe on ``event_id`` (``iter_events``), so data written by other tools is safe.
+* What "Redis holds" means is an ``AckPolicy`` (``ABTEST_ACK``). ``primary`` (the default): the
+  primary's reply, so a primary that dies before its replica copied the last writes loses them
+  (Redis replication is asynchronous). ``replicated``: the batch's pipeline ends with ``WAIT``
+  (``WAITAOF`` on Redis >= 7.2) on the same connection, per primary written to, and the callers
+  are acknowledged only when a replica confirms; otherwise the batch goes to the spool as if
+  Redis were down, and its replay, deduplicated, waits for a replica again. The script then
+  also bumps ``<stream>:sync`` so that even a replay that adds nothing new is a write ``WAIT``
+  can wait for (``WAIT`` counts only the calling connection's own writes).
+* Redis Cluster: every key of a stream shares its experiment's hash tag, so each script runs
+  on one node, and the pipeline sends each node its scripts (and its ``WAIT``) on one
+  connection. Failover errors (``CLUSTERDOWN``, ``TRYAGAIN``, moved slots on a dead node) count
+  as unavailability: the batch is spooled and replayed once the cluster has a new primary.
 """
 
 from __future__ import annotations
@@ -39,11 +51,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 from abtest.event_fields import (
     EXPORT_COLUMNS,
@@ -59,19 +74,60 @@ from abtest.event_fields import (
     stream_key,
     wire_values,
 )
+from abtest.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class NotReplicated(redis.RedisError):
+    """``ABTEST_ACK=replicated`` and no replica confirmed a batch within the timeout."""
+
 
 #: Errors meaning "Redis cannot take the write right now": the batch goes to the spool.
 #: (redis-py's ConnectionError/TimeoutError are not the builtins; BusyLoadingError, raised while
 #: a restarted server loads its AOF, and ReadOnlyError, raised by a demoted primary, are
-#: transient too.)
+#: transient too; so are a cluster's failover errors, and a replica that did not confirm.)
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.RedisClusterException,
+    NotReplicated,
     OSError,
 )
+
+
+@dataclass(frozen=True)
+class AckPolicy:
+    """What an acknowledgement waits for: the primary's reply (``replicas=0``), or also
+    ``replicas`` replicas of each primary written to, for at most ``timeout_ms``."""
+
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AckPolicy:
+        """``ABTEST_ACK`` / ``ABTEST_ACK_TIMEOUT_MS``: ``replicated`` waits for one replica."""
+        return cls(1 if settings.ack == "replicated" else 0, settings.ack_timeout_ms)
+
+    def wait_command(self, waitaof: bool) -> tuple[Any, ...]:
+        """``WAITAOF 0 n t`` (the replica fsynced its AOF) where the server has it, else
+        ``WAIT n t`` (the replica received the writes)."""
+        if waitaof:
+            return ("WAITAOF", 0, self.replicas, self.timeout_ms)
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def confirmed(self, reply: Any) -> bool:
+        """Whether a ``WAIT`` (a count) or ``WAITAOF`` (``[local, replicas]``) reply meets it."""
+        count = reply[1] if isinstance(reply, list | tuple) else reply
+        return int(count) >= self.replicas
+
+
+PRIMARY_ONLY = AckPolicy()
 
 #: Seconds between replay attempts while the spool is non-empty.
 REPLAY_INTERVAL_S = 0.5
@@ -85,10 +141,11 @@ _EVENTS_PER_SCRIPT = 2000
 # Writing: the dedupe script and the commands of a batch
 # ---------------------------------------------------------------------------------------------
 
-# KEYS[1] stream, KEYS[2] its event-id SET.
+# KEYS[1] stream, KEYS[2] its event-id SET, KEYS[3] its sync counter.
 # ARGV[1] approximate MAXLEN ("0": untrimmed), ARGV[2] nf = fields per event,
 # ARGV[3 .. 2+nf] field names (event_id first), ARGV[3+nf] a JSON array of events, each an
-# array of nf string values. One JSON argument instead of nf per event: redis-py's asyncio
+# array of nf string values, ARGV[4+nf] "1" to bump the sync counter (a write for WAIT).
+# One JSON argument instead of nf per event: redis-py's asyncio
 # client packs arguments in pure Python, which was the bottleneck, while cjson decodes in C.
 # One SMISMEMBER finds the ids already present, XADD adds the others (an id repeated within the
 # batch once), one SADD records them: ~25% less server time than SADD+XADD per event. On an XADD
@@ -122,15 +179,19 @@ for r = 1, #rows do
   end
 end
 if #fresh > 0 then redis.call('SADD', KEYS[2], unpack(fresh)) end
+if ARGV[4 + nf] == '1' then redis.call('INCR', KEYS[3]) end
 return #fresh
 """
 
 _json_rows = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _script_calls(events: Iterable[Event], maxlen: int | None) -> list[tuple[Any, ...]]:
+def _script_calls(
+    events: Iterable[Event], maxlen: int | None, sync: bool = False
+) -> list[tuple[Any, ...]]:
     """EVAL argument tuples writing ``events``: one per stream, at most ``_EVENTS_PER_SCRIPT``
-    events each, in first-seen order (the order within each stream is preserved)."""
+    events each, in first-seen order (the order within each stream is preserved). ``sync``
+    makes each script write even when every event was already there (see ``AckPolicy``)."""
     groups: dict[tuple[str, bool], list[list[str]]] = {}
     calls: list[tuple[Any, ...]] = []
     trim = str(maxlen) if maxlen else "0"
@@ -138,16 +199,19 @@ def _script_calls(events: Iterable[Event], maxlen: int | None) -> list[tuple[Any
     def flush(key: tuple[str, bool], rows: list[list[str]]) -> None:
         kind = "exposure" if key[1] else "outcome"
         names = EXPOSURE_FIELDS if key[1] else OUTCOME_FIELDS
+        stream = stream_key(key[0], kind)
         calls.append(
             (
                 _APPEND_LUA,
-                2,
-                stream_key(key[0], kind),
+                3,
+                stream,
                 dedupe_key(key[0], kind),
+                stream + ":sync",
                 trim,
                 len(names),
                 *names,
                 _json_rows(rows),
+                "1" if sync else "0",
             )
         )
 
@@ -292,17 +356,28 @@ def _fsync_dir(directory: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+_CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+
+
 class _LogState:
-    """What both event logs keep: the spool, the batching limits and the write counters."""
+    """What both event logs keep: the spool, the batching limits, the acknowledgement policy
+    and the write counters; and how a batch's pipeline is laid out and its replies read."""
 
     def __init__(
-        self, spool_path: str | os.PathLike[str], maxlen: int | None, max_batch: int
+        self,
+        spool_path: str | os.PathLike[str],
+        maxlen: int | None,
+        max_batch: int,
+        ack: AckPolicy,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.spool = Spool(spool_path)
         self.maxlen = maxlen
         self.max_batch = max_batch
+        self.ack = ack
+        #: Whether the server has WAITAOF (asked once, on the first replicated write).
+        self._waitaof: bool | None = None
         #: Pipelines Redis executed (append batches and replay chunks).
         self.batches_written = 0
         #: Events Redis accepted as new.
@@ -317,6 +392,60 @@ class _LogState:
     def spool_depth(self) -> int:
         """Events in the spool waiting for Redis (as this process last saw it)."""
         return self._spool_depth
+
+    def _calls(self, events: Iterable[Event]) -> list[tuple[Any, ...]]:
+        return _script_calls(events, self.maxlen, sync=self.ack.replicas > 0)
+
+    def _wait_targets(self, client: Any, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Where the batch's WAITs go: none for ``primary`` acks; else each cluster node the
+        scripts are routed to, or ``None`` for the one server."""
+        if not self.ack.replicas:
+            return []
+        if not isinstance(client, _CLUSTERS):
+            return [None]
+        nodes = {}
+        for call in calls:
+            node = client.get_node_from_key(call[2])
+            nodes[node.name] = node
+        return list(nodes.values())
+
+    def _queue(self, pipe: Any, calls: Sequence[tuple[Any, ...]], targets: list[Any]) -> None:
+        """The scripts, then one WAIT per target: on a node's connection after its scripts."""
+        for call in calls:
+            pipe.execute_command("EVAL", *call)  # cluster pipelines have no eval()
+        command = self.ack.wait_command(bool(self._waitaof))
+        for node in targets:
+            if node is None:
+                pipe.execute_command(*command)
+            else:
+                pipe.execute_command(*command, target_nodes=node)
+
+    def _settle(
+        self,
+        events: Sequence[Event],
+        calls: Sequence[tuple[Any, ...]],
+        replies: list[Any],
+        moved: bool,
+    ) -> int:
+        """Count a batch's script replies (raising the first error among them) and check its
+        WAIT replies; returns events Redis accepted as new. A WAIT that failed or fell short,
+        or a slot that moved meanwhile (the script was redirected away from its WAIT), raises
+        ``NotReplicated``: the events are in Redis but not yet acknowledged."""
+        scripts = replies[: len(calls)]
+        for reply in scripts:
+            if isinstance(reply, Exception):
+                raise reply
+        written = sum(int(r) for r in scripts)
+        self.batches_written += 1
+        self.events_written += written
+        self.events_duplicate += len(events) - written
+        waits = replies[len(calls) :]
+        if moved or any(isinstance(w, Exception) or not self.ack.confirmed(w) for w in waits):
+            raise NotReplicated(
+                f"no replica confirmed {len(events)} events within {self.ack.timeout_ms} ms "
+                f"(replies: {waits!r})"
+            )
+        return written
 
 
 class EventLog(_LogState):
@@ -334,12 +463,13 @@ class EventLog(_LogState):
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
         spool_path: str | os.PathLike[str],
         maxlen: int | None = None,
         max_batch: int = 5000,
+        ack: AckPolicy = PRIMARY_ONLY,
     ):
-        super().__init__(spool_path, maxlen, max_batch)
+        super().__init__(spool_path, maxlen, max_batch, ack)
         self.client = client
         self._pending: deque[tuple[list[Event], asyncio.Future[None]]] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -426,15 +556,18 @@ class EventLog(_LogState):
 
     async def _send(self, events: Sequence[Event]) -> int:
         """One pipelined round trip; returns events Redis accepted as new."""
+        calls = self._calls(events)
+        if self.ack.replicas:
+            if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+                await self.client.initialize()  # the slot map, to address the WAITs
+            if self._waitaof is None:
+                self._waitaof = await _has_waitaof(self.client)
+        targets = self._wait_targets(self.client, calls)
         async with self.client.pipeline(transaction=False) as pipe:
-            for call in _script_calls(events, self.maxlen):
-                pipe.eval(*call)
-            replies = await pipe.execute()
-        written = sum(int(r) for r in replies)
-        self.batches_written += 1
-        self.events_written += written
-        self.events_duplicate += len(events) - written
-        return written
+            self._queue(pipe, calls, targets)
+            replies = await pipe.execute(raise_on_error=False)
+        moved = targets != self._wait_targets(self.client, calls)
+        return self._settle(events, calls, replies, moved)
 
     def _take_batch(self) -> tuple[list[Event], list[asyncio.Future[None]]]:
         events: list[Event] = []
@@ -519,12 +652,13 @@ class SyncEventLog(_LogState):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.cluster.RedisCluster,
         spool_path: str | os.PathLike[str],
         maxlen: int | None = None,
         max_batch: int = 5000,
+        ack: AckPolicy = PRIMARY_ONLY,
     ):
-        super().__init__(spool_path, maxlen, max_batch)
+        super().__init__(spool_path, maxlen, max_batch, ack)
         self.client = client
         self._spool_depth = self.spool.depth()
         self._next_replay = 0.0
@@ -542,7 +676,7 @@ class SyncEventLog(_LogState):
         errors: list[BaseException] = []
 
         def submit(batch: list[Event]) -> None:
-            calls = _script_calls(batch, self.maxlen)  # encoded here, overlapping the writer
+            calls = self._calls(batch)  # encoded here, overlapping the writer
             in_flight.append(self._writer.submit(self._commit, batch, calls))
             while len(in_flight) > 1:
                 _collect(in_flight.popleft(), errors)
@@ -590,7 +724,7 @@ class SyncEventLog(_LogState):
             try:
                 for chunk in _chunks(entries, self.max_batch):
                     events = [event for _, event in chunk]
-                    written += self._send(events, _script_calls(events, self.maxlen))
+                    written += self._send(events, self._calls(events))
                     sent += len(chunk)
             finally:
                 if sent:
@@ -601,15 +735,14 @@ class SyncEventLog(_LogState):
         return written
 
     def _send(self, events: Sequence[Event], calls: list[tuple[Any, ...]]) -> int:
+        if self.ack.replicas and self._waitaof is None:
+            self._waitaof = _has_waitaof_sync(self.client)
+        targets = self._wait_targets(self.client, calls)
         with self.client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.eval(*call)
-            replies = pipe.execute()
-        written = sum(int(r) for r in replies)
-        self.batches_written += 1
-        self.events_written += written
-        self.events_duplicate += len(events) - written
-        return written
+            self._queue(pipe, calls, targets)
+            replies = pipe.execute(raise_on_error=False)
+        moved = targets != self._wait_targets(self.client, calls)
+        return self._settle(events, calls, replies, moved)
 
     def _commit(self, events: list[Event], calls: list[tuple[Any, ...]]) -> None:
         if self._spool_depth and time.monotonic() >= self._next_replay:
@@ -628,6 +761,27 @@ class SyncEventLog(_LogState):
         self.spool.append(events)
         self.events_spooled += len(events)
         self._spool_depth += len(events)
+
+
+_WAITAOF_PROBE = ("WAITAOF", 0, 0, 0)
+
+
+def _has_waitaof_sync(client: Any) -> bool:
+    """Whether the server knows WAITAOF (Redis >= 7.2); a probe that waits for nothing."""
+    try:
+        client.execute_command(*_WAITAOF_PROBE)
+    except redis.ResponseError:
+        return False
+    return True
+
+
+async def _has_waitaof(client: Any) -> bool:
+    """``_has_waitaof_sync`` for asyncio clients."""
+    try:
+        await client.execute_command(*_WAITAOF_PROBE)
+    except redis.ResponseError:
+        return False
+    return True
 
 
 def _collect(future: Future[None], errors: list[BaseException]) -> None:

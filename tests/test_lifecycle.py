@@ -75,6 +75,7 @@ def test_a_stopped_service_leaves_nothing_running(tmp_path, llm_server, stop, wo
         ("htp://user:secret@db:6379", "REDIS_URL must start with redis://, rediss://, unix://"),
         ("redis://db:99999/0", "REDIS_URL has an invalid port"),
         ("redis://:6379", "REDIS_URL names no host"),
+        ("redis+cluster://:secret@db:7000,db:70x1", "REDIS_URL: 'db:70x1' is not host:port"),
     ],
 )
 def test_a_malformed_redis_url_stops_serve_before_anything_starts(tmp_path, url, message):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import redis
 
 from abtest.event_fields import stream_key
+from abtest.store import open_client
 from analysis.load import (
     EXPOSURE_COLUMNS,
     OUTCOME_COLUMNS,
@@ -16,6 +16,8 @@ from analysis.load import (
     load_events_parquet,
 )
 from tests.analysis_support import T0, exposure, outcome, write_events
+
+pytestmark = pytest.mark.both_stores
 
 EXP = "exp-test"
 
@@ -88,7 +90,7 @@ def test_accepts_a_client_and_returns_empty_frames_for_missing_streams(redis_url
     exposures, outcomes = load_events(EXP, redis_client)  # decode_responses=True client
     assert exposures["unit_id"].tolist() == ["u1"]
     assert outcomes.empty and tuple(outcomes.columns) == OUTCOME_COLUMNS
-    bytes_client = redis.Redis.from_url(redis_url)  # decode_responses=False
+    bytes_client = open_client(redis_url, decode_responses=False)
     assert load_events(EXP, bytes_client)[0]["unit_id"].tolist() == ["u1"]
     bytes_client.close()
     nothing_e, nothing_o = load_events("no-such-experiment", redis_client)

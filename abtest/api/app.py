@@ -20,7 +20,7 @@ from abtest.api.errors import ApiError, install_error_handlers
 from abtest.api.middleware import RequestGuard
 from abtest.api.routes import admin_router, experiments_router, outcomes_router, service_router
 from abtest.api.state import load_platform, reload_platform
-from abtest.events import EventLog
+from abtest.events import AckPolicy, EventLog
 from abtest.platform import Platform
 from abtest.settings import Settings, get_settings
 from abtest.telemetry import Telemetry
@@ -40,9 +40,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.sync_client(url), cache_ttl_s=settings.prompt_cache_ttl_s
     )
     platform = app.state.platform_override or load_platform(settings, app.state.prompt_registry)
-    client = store.async_client(url)
+    client = await store.connect_async(url)
     app.state.redis = client
-    event_log = EventLog(client, settings.spool_path, maxlen=settings.stream_maxlen)
+    event_log = EventLog(
+        client,
+        settings.spool_path,
+        maxlen=settings.stream_maxlen,
+        ack=AckPolicy.from_settings(settings),
+    )
     await event_log.start()
     app.state.platform = platform
     app.state.event_log = event_log

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -109,9 +110,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, names.get(exc.status_code, "http_error"), exc.detail)
 
     @app.exception_handler(redis.RedisError)
-    async def _store(request: Request, exc: redis.RedisError) -> JSONResponse:
-        """A read that needs the store while it is unreachable: the client should retry
-        (writes never get here: they are acknowledged through the spool)."""
+    @app.exception_handler(redis.exceptions.RedisClusterException)
+    async def _store(request: Request, exc: Exception) -> JSONResponse:
+        """A read that needs the store while it is unreachable, or while a cluster has no
+        primary for a slot: the client should retry (writes never get here: they are
+        acknowledged through the spool)."""
         store = store_name(getattr(request.app.state, "redis_url", ""))
         response = _error(
             503,
@@ -134,4 +137,5 @@ def store_name(url: str) -> str:
     if parts.scheme == "unix":
         return f"embedded Redis at {parts.path}"
     where = parts.netloc.rsplit("@", 1)[-1]
-    return f"Redis at {where}" if where else "Redis"
+    kind = "Redis Cluster" if parts.scheme.endswith("+cluster") else "Redis"
+    return f"{kind} at {where}" if where else kind

@@ -68,7 +68,7 @@ async def ready(request: Request) -> ReadyOut:
     state = request.app.state
     try:
         await asyncio.wait_for(state.redis.ping(), READY_TIMEOUT_S)
-    except (redis.RedisError, OSError, TimeoutError) as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError, TimeoutError) as exc:
         out = ReadyOut(
             status="not_ready",
             store=f"{store_name(state.redis_url)} unreachable: {type(exc).__name__}",
