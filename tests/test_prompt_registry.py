@@ -27,6 +27,8 @@ from abtest.prompts import (
     show_prompt,
 )
 
+pytestmark = pytest.mark.both_stores
+
 
 class Clock:
     """A hand-moved monotonic clock for TTL tests."""
