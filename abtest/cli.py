@@ -232,19 +232,15 @@ def demo(
 
 
 def _print_table(table) -> None:
-    columns = [
-        "metric",
-        "arm",
-        "units",
-        "mean",
-        "lift",
-        "lift_ci_low",
-        "lift_ci_high",
-        "p_adjusted",
-    ]
+    """The verdict columns: each row's effect and interval on its own estimand."""
+    columns = ["metric", "arm", "units", "mean", "effect", "ci_low", "ci_high", "p_adjusted"]
     view = table[columns].copy()
-    for name in ("lift", "lift_ci_low", "lift_ci_high"):
-        view[name] = view[name].map(lambda x: "" if x != x else f"{x:+.1%}")
+    relative = table["estimand"] == "relative"
+    for name in ("effect", "ci_low", "ci_high"):
+        view[name] = [
+            "" if x != x else (f"{x:+.1%}" if rel else f"{x:+.4g}")
+            for x, rel in zip(table[name], relative, strict=True)
+        ]
     view["mean"] = view["mean"].map(lambda x: f"{x:.4g}")
     view["p_adjusted"] = view["p_adjusted"].map(lambda x: "" if x != x else f"{x:.3g}")
     typer.echo(view.to_string(index=False))

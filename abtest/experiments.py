@@ -76,6 +76,19 @@ class Arm(_Frozen):
         return weight
 
 
+class Cap(_Frozen):
+    """Winsorization of a mean metric's per-unit values: exactly one of the two."""
+
+    absolute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    percentile: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Cap:
+        if (self.absolute is None) == (self.percentile is None):
+            raise ValueError("give exactly one of cap.absolute or cap.percentile")
+        return self
+
+
 class Metric(_Frozen):
     """A metric the analysis reports; `ratio` metrics divide per-unit sums of two others."""
 
@@ -88,6 +101,17 @@ class Metric(_Frozen):
     numerator: str | None = None
     denominator: str | None = None
     description: str = ""
+    #: What the metric is judged on: the relative lift t/c - 1 or the absolute difference t - c.
+    estimand: Literal["relative", "absolute"] = "relative"
+    #: Mean metrics: cap per-unit values (winsorize) at an absolute value or a percentile of
+    #: all arms pooled, e.g. `{percentile: 0.99}`.
+    cap: Cap | None = None
+    #: CUPED: the metric whose pre-exposure outcomes of each unit adjust this one (default:
+    #: this metric itself, when `analysis.cuped` is on).
+    covariate: str | None = None
+    #: Guardrails: the harm tolerated, as an absolute rate for a proportion (e.g. 0.005 for an
+    #: error rate below 0.5%) or a relative change otherwise (0.1: may rise 10%).
+    margin: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _ratio_parts(self) -> Metric:
@@ -96,6 +120,13 @@ class Metric(_Frozen):
         if self.kind != "ratio" and (self.numerator or self.denominator):
             raise ValueError(
                 f"metric '{self.name}' of kind '{self.kind}' takes no numerator/denominator"
+            )
+        if self.cap is not None and self.kind != "mean":
+            raise ValueError(f"cap: only mean metrics are capped, '{self.name}' is {self.kind}")
+        if self.margin is not None and not self.guardrail:
+            raise ValueError(
+                f"margin: only a guardrail has a margin; set guardrail: true on '{self.name}' "
+                "or remove the margin"
             )
         return self
 
@@ -107,6 +138,23 @@ class AnalysisSettings(_Frozen):
     correction: Literal["holm", "bh", "none"] = "holm"
     sequential: bool = False
     tuning_n: int = Field(default=5000, gt=0)
+    #: frequentist (p-values, fixed or sequential) or bayesian (chance to win, expected loss).
+    engine: Literal["frequentist", "bayesian"] = "frequentist"
+    #: CUPED: adjust mean and proportion metrics with each unit's pre-exposure outcomes.
+    cuped: bool = True
+    #: How far before a unit's first exposure its outcomes count as pre-exposure data.
+    cuped_window_days: float = Field(default=14.0, gt=0, allow_inf_nan=False)
+    #: Planning: the smallest relative lift of the primary metric worth detecting, and the
+    #: power to detect it; they give the planned sample size and the progress towards it.
+    mde: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    power: float = Field(default=0.8, gt=0, lt=1)
+
+    @property
+    def method(self) -> Literal["fixed", "sequential", "bayesian"]:
+        """The test every row is judged by (see `analysis.verdict`)."""
+        if self.engine == "bayesian":
+            return "bayesian"
+        return "sequential" if self.sequential else "fixed"
 
 
 class Experiment(_Frozen):
@@ -188,6 +236,11 @@ class Experiment(_Frozen):
             problems.append(f"winner: unknown arm '{self.winner}'{hint}")
         known = [m.name for m in self.metrics if m.kind != "ratio"] + list(AUTOMATIC_METRICS)
         for index, metric in enumerate(self.metrics):
+            if metric.covariate is not None and metric.covariate not in known:
+                problems.append(
+                    f"metrics[{index}].covariate: '{metric.covariate}' is neither a declared "
+                    f"metric nor an automatic run metric{_suggest(metric.covariate, known)}"
+                )
             for part in ("numerator", "denominator"):
                 ref = getattr(metric, part)
                 if ref is not None and ref not in known:

@@ -44,12 +44,12 @@ from analysis.stats import (
     ArmStats,
     Comparison,
     RatioStats,
-    adjust_p_values,
     compare,
     compare_ratio,
     srm_p_value,
 )
 from analysis.table_html import TableRow, render_table_html
+from analysis.verdict import Verdict, decide, estimand_test
 
 __all__ = [
     "SRM_THRESHOLD",
@@ -67,33 +67,44 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "arm",
     "units",
     "mean",
-    "diff",
+    "estimand",
+    "method",
+    "effect",
     "ci_low",
     "ci_high",
-    "lift",
-    "lift_ci_low",
-    "lift_ci_high",
+    "ci_level",
     "p_value",
     "p_adjusted",
+    "correction",
     "significant",
+    "chance_to_win",
+    "risk",
+    "diff",
+    "lift",
     "status",
     "primary",
     "guardrail",
     "variance",
-    "chance_to_beat_control",
 )
-"""Columns of ``ExperimentResult.table``, in order."""
+"""Columns of ``ExperimentResult.table``, in order. ``effect`` .. ``risk`` are the row's
+verdict (:mod:`analysis.verdict`): the estimate of its ``estimand`` (``relative``: the lift
+``t / c - 1``; ``absolute``: ``t - c``) by its ``method``, the interval shown at ``ci_level``
+(widened by the ``correction`` when one applies), the estimand's p-values, ``significant``,
+and with the Bayesian engine the chance to win and the expected loss. ``diff`` and ``lift``
+are both point estimates, for reference."""
 
 TIMELINE_COLUMNS: tuple[str, ...] = (
     "period",
     "metric",
     "arm",
     "units",
-    "lift",
-    "lift_ci_low",
-    "lift_ci_high",
+    "estimand",
+    "effect",
+    "ci_low",
+    "ci_high",
 )
-"""Columns of ``ExperimentResult.timeline``, in order."""
+"""Columns of ``ExperimentResult.timeline``, in order: the cumulative effect on each metric's
+estimand with its unadjusted interval (always-valid in sequential mode)."""
 
 SRM_THRESHOLD = 0.001
 """SRM p-values below this flag a sample ratio mismatch."""
@@ -156,11 +167,10 @@ class ArmMetricResult:
         Per-unit sample variance (for ratio metrics the linearised per-unit variance
         ``n * var(ratio)``).
     comparison : Comparison or None
-        Treatment vs control; None for the control.
-    p_adjusted : float
-        ``comparison.p_value`` adjusted across all comparisons (NaN for the control).
-    significant : bool
-        ``p_adjusted < alpha``.
+        Treatment vs control on both scales (the details); None for the control.
+    verdict : Verdict or None
+        What the row says, from one estimand and one method (:mod:`analysis.verdict`); None
+        for the control.
     """
 
     metric: Metric
@@ -170,13 +180,21 @@ class ArmMetricResult:
     mean: float
     variance: float
     comparison: Comparison | None
-    p_adjusted: float
-    significant: bool
+    verdict: Verdict | None = None
 
     @property
     def status(self) -> str:
         """``"control"`` or the comparison's status code (``"ok"``, ``"NO_UNITS_IN_ARM"``...)."""
         return "control" if self.comparison is None else self.comparison.status
+
+    @property
+    def significant(self) -> bool:
+        """The verdict's: the interval shown excludes 0 (``p_adjusted < alpha``)."""
+        return self.verdict is not None and self.verdict.significant
+
+    @property
+    def p_adjusted(self) -> float:
+        return _NAN if self.verdict is None else self.verdict.p_adjusted
 
     @property
     def better(self) -> bool:
@@ -189,18 +207,16 @@ class ArmMetricResult:
         return self.significant and self._direction_sign() < 0
 
     @property
-    def chance_to_beat_control(self) -> float:
-        """Probability the arm is *better* than control (direction-aware); NaN for control."""
-        if self.comparison is None:
-            return _NAN
-        chance = self.comparison.chance_to_beat_control
-        return chance if self.metric.direction == "increase" else 1.0 - chance
+    def chance_to_win(self) -> float:
+        """The Bayesian engine's probability that the arm is *better* than control
+        (direction-aware); NaN with the frequentist engine and for the control."""
+        return _NAN if self.verdict is None else self.verdict.chance_to_win
 
     def _direction_sign(self) -> int:
-        if self.comparison is None or not self.comparison.diff == self.comparison.diff:
+        if self.verdict is None or not math.isfinite(self.verdict.effect):
             return 0
-        diff = self.comparison.diff
-        sign = (diff > 0) - (diff < 0)
+        effect = self.verdict.effect
+        sign = (effect > 0) - (effect < 0)
         return sign if self.metric.direction == "increase" else -sign
 
 
@@ -286,7 +302,8 @@ class ExperimentResult:
     def _repr_html_(self) -> str:
         """The summary and the results table, which notebooks show for a result."""
         rows = [table_row(row) for row in self.rows]
-        return render_table_html(self.experiment_id, self.summary_sentences(), rows)
+        bayesian = self.experiment.analysis.engine == "bayesian"
+        return render_table_html(self.experiment_id, self.summary_sentences(), rows, bayesian)
 
 
 # --- analysis ---------------------------------------------------------------------------
@@ -355,18 +372,25 @@ def analyze(
                 for j in range(1, k)
             ]
         )
-    raw = np.array(
-        [c.p_value for row in comparisons for c in row[1:] if c is not None], dtype=np.float64
+    pairs = [
+        (_as_arm_stats(stats[0]), _as_arm_stats(stats[j]), metric.estimand, _better_up(metric))
+        for metric, stats in zip(experiment.metrics, arm_stats, strict=True)
+        for j in range(1, k)
+    ]
+    verdicts = iter(
+        decide(
+            pairs,
+            alpha=settings.alpha,
+            method=settings.method,
+            correction=settings.correction,
+            tuning_n=settings.tuning_n,
+        )
     )
-    adjusted = raw if settings.correction == "none" else adjust_p_values(raw, settings.correction)
-    adjusted_iter = iter(adjusted.tolist())
 
     rows: list[ArmMetricResult] = []
     for metric, stats, row_cmp in zip(experiment.metrics, arm_stats, comparisons, strict=True):
         for j, arm in enumerate(arms):
             units, mean, variance = _moments(stats[j])
-            comparison = row_cmp[j]
-            p_adj = _NAN if comparison is None else next(adjusted_iter)
             rows.append(
                 ArmMetricResult(
                     metric=metric,
@@ -375,9 +399,8 @@ def analyze(
                     units=units,
                     mean=mean,
                     variance=variance,
-                    comparison=comparison,
-                    p_adjusted=p_adj,
-                    significant=bool(p_adj < settings.alpha),
+                    comparison=row_cmp[j],
+                    verdict=None if j == 0 else next(verdicts),
                 )
             )
 
@@ -388,7 +411,7 @@ def analyze(
     return ExperimentResult(
         experiment=experiment,
         rows=tuple(rows),
-        table=_table(rows),
+        table=_table(rows, settings.correction),
         units_per_arm=units_per_arm,
         srm_p_value=srm,
         timeline=timeline,
@@ -774,6 +797,20 @@ def _ratio_stats(arm: np.ndarray, num: np.ndarray, den: np.ndarray, k: int) -> l
     return stats
 
 
+def _as_arm_stats(stats: ArmStats | RatioStats) -> ArmStats:
+    """A ratio arm as the mean of its linearised per-unit values (the same n, estimate and
+    variance of the estimate), so that one set of tests serves both kinds."""
+    if isinstance(stats, ArmStats):
+        return stats
+    if stats.n == 0 or stats.mean_den == 0.0:
+        return ArmStats(0, _NAN, _NAN)  # no ratio: nothing to test
+    return ArmStats(*_moments(stats))
+
+
+def _better_up(metric: Metric) -> bool:
+    return metric.direction == "increase"
+
+
 def _moments(stats: ArmStats | RatioStats) -> tuple[int, float, float]:
     """Units, metric value and per-unit variance of one arm, as shown in the table."""
     if isinstance(stats, RatioStats):
@@ -826,25 +863,26 @@ def _timeline(prepared: _Prepared, experiment: Experiment) -> tuple[pd.DataFrame
         per_arm = _cumulative_stats(
             prepared, metric, ev_period, n_periods, unit_arm, cum_entered, k
         )
-        cmp = compare_ratio if metric.kind == "ratio" else compare
         for t in range(n_periods):
-            control = per_arm[0][t]
+            control = _as_arm_stats(per_arm[0][t])
             for j in range(1, k):
                 treatment = per_arm[j][t]
-                result = cmp(
-                    control,  # type: ignore[arg-type]
-                    treatment,  # type: ignore[arg-type]
-                    alpha=settings.alpha,
-                    sequential=settings.sequential,
-                    tuning_n=settings.tuning_n,
+                test = estimand_test(
+                    control,
+                    _as_arm_stats(treatment),
+                    metric.estimand,
+                    settings.alpha,
+                    settings.sequential,
+                    settings.tuning_n,
                 )
                 columns["period"].append(periods[t])
                 columns["metric"].append(metric.name)
                 columns["arm"].append(experiment.arms[j].name)
                 columns["units"].append(treatment.n)
-                columns["lift"].append(result.lift)
-                columns["lift_ci_low"].append(result.lift_ci_low)
-                columns["lift_ci_high"].append(result.lift_ci_high)
+                columns["estimand"].append(test.estimand)
+                columns["effect"].append(test.effect)
+                columns["ci_low"].append(test.ci_low)
+                columns["ci_high"].append(test.ci_high)
     frame = pd.DataFrame(columns)
     frame["period"] = pd.to_datetime(frame["period"], utc=True)
     frame["units"] = frame["units"].astype(np.int64)
@@ -972,31 +1010,41 @@ def _cumulative_stats(
 # --- table and summary --------------------------------------------------------------------
 
 
-def _table(rows: Sequence[ArmMetricResult]) -> pd.DataFrame:
-    def value(row: ArmMetricResult, name: str) -> float:
-        return _NAN if row.comparison is None else float(getattr(row.comparison, name))
+_VERDICT_FIELDS = (
+    "estimand", "method", "effect", "ci_low", "ci_high", "level", "p_value", "p_adjusted",
+    "significant", "chance_to_win", "risk",
+)  # fmt: skip
+_TEXT_COLUMNS = ("metric", "arm", "estimand", "method", "correction", "status")
+_BOOL_COLUMNS = ("significant", "primary", "guardrail")
 
-    data: dict[str, list[Any]] = {
-        "metric": [r.metric.name for r in rows],
-        "arm": [r.arm for r in rows],
-        "units": [r.units for r in rows],
-        "mean": [r.mean for r in rows],
-    }
-    for name in ("diff", "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high", "p_value"):
-        data[name] = [value(r, name) for r in rows]
-    data["p_adjusted"] = [r.p_adjusted for r in rows]
-    data["significant"] = [r.significant for r in rows]
-    data["status"] = [r.status for r in rows]
-    data["primary"] = [r.metric.primary for r in rows]
-    data["guardrail"] = [r.metric.guardrail for r in rows]
-    data["variance"] = [r.variance for r in rows]
-    data["chance_to_beat_control"] = [r.chance_to_beat_control for r in rows]
+
+def _table(rows: Sequence[ArmMetricResult], correction: str) -> pd.DataFrame:
+    data: dict[str, list[Any]] = {name: [] for name in TABLE_COLUMNS}
+    for r in rows:
+        data["metric"].append(r.metric.name)
+        data["arm"].append(r.arm)
+        data["units"].append(r.units)
+        data["mean"].append(r.mean)
+        verdict = r.verdict
+        for name in _VERDICT_FIELDS:
+            column = "ci_level" if name == "level" else name
+            data[column].append(None if verdict is None else getattr(verdict, name))
+        data["correction"].append(
+            None if verdict is None or verdict.method == "bayesian" else correction
+        )
+        data["significant"][-1] = r.significant
+        data["diff"].append(_NAN if r.comparison is None else r.comparison.diff)
+        data["lift"].append(_NAN if r.comparison is None else r.comparison.lift)
+        data["status"].append(r.status)
+        data["primary"].append(r.metric.primary)
+        data["guardrail"].append(r.metric.guardrail)
+        data["variance"].append(r.variance)
     frame = pd.DataFrame(data, columns=list(TABLE_COLUMNS))
     frame["units"] = frame["units"].astype(np.int64)
-    for name in ("significant", "primary", "guardrail"):
+    for name in _BOOL_COLUMNS:
         frame[name] = frame[name].astype(bool)
     for name in TABLE_COLUMNS:
-        if name not in ("metric", "arm", "status", "units", "significant", "primary", "guardrail"):
+        if name not in (*_TEXT_COLUMNS, *_BOOL_COLUMNS, "units"):
             frame[name] = frame[name].astype(np.float64)
     return frame
 
@@ -1045,15 +1093,16 @@ def _interval(low: float, high: float, fmt) -> str:
 
 def table_row(row: ArmMetricResult) -> TableRow:
     """The row as the results table shows it (:mod:`analysis.table_html`): numbers formatted,
-    intervals in brackets, the status in words, ``css`` marking significant changes."""
+    the verdict's interval in brackets, the status in words, ``css`` marking significant
+    changes."""
     flags = tuple(
         flag
         for flag, on in (("primary", row.metric.primary), ("guardrail", row.metric.guardrail))
         if on
     )
     direction = "higher is better" if row.metric.direction == "increase" else "lower is better"
-    cmp = row.comparison
-    if cmp is None:
+    verdict = row.verdict
+    if verdict is None:
         return TableRow(
             row.metric.name, row.arm, flags, direction, f"{row.units:,}",
             format_number(row.mean), "", "", "", "", "", "", "", "control", "control",
@@ -1062,6 +1111,7 @@ def table_row(row: ArmMetricResult) -> TableRow:
     status = "" if row.status == "ok" else status_message(row.status)
     if row.significant:
         status = ("better" if row.better else "worse") + (f"; {status}" if status else "")
+    fmt = _effect_format(verdict)
     return TableRow(
         metric=row.metric.name,
         arm=row.arm,
@@ -1069,63 +1119,80 @@ def table_row(row: ArmMetricResult) -> TableRow:
         direction=direction,
         units=f"{row.units:,}",
         mean=format_number(row.mean),
-        diff=_signed_number(cmp.diff),
-        diff_ci=_interval(cmp.ci_low, cmp.ci_high, format_number),
-        lift=_signed_percent(cmp.lift),
-        lift_ci=_interval(cmp.lift_ci_low, cmp.lift_ci_high, format_percent),
-        p_value=format_p(cmp.p_value),
-        p_adjusted=format_p(row.p_adjusted),
-        chance=format_percent(row.chance_to_beat_control),
+        effect=("+" if verdict.effect > 0 else "") + fmt(verdict.effect)
+        if math.isfinite(verdict.effect)
+        else "–",
+        interval=_interval(verdict.ci_low, verdict.ci_high, fmt),
+        judged_by=judged_by(verdict),
+        p_value=format_p(verdict.p_value),
+        p_adjusted=format_p(verdict.p_adjusted),
+        chance=format_percent(verdict.chance_to_win),
+        risk=fmt(verdict.risk) if math.isfinite(verdict.risk) else "",
         status=status,
         css=css,
     )
 
 
-def _ci_words(result: ArmMetricResult, alpha: float) -> str:
-    level = f"{(1 - alpha) * 100:g}% CI"
-    cmp = result.comparison
-    assert cmp is not None
-    if math.isfinite(cmp.lift_ci_low):
-        return f"{level} {format_percent(cmp.lift_ci_low)} to {format_percent(cmp.lift_ci_high)}"
-    if math.isfinite(cmp.ci_low):
-        return f"{level} {format_number(cmp.ci_low)} to {format_number(cmp.ci_high)}"
+def _effect_format(verdict: Verdict):
+    return format_percent if verdict.estimand == "relative" else format_number
+
+
+def judged_by(verdict: Verdict) -> str:
+    """How the row was judged, e.g. "relative lift, fixed horizon, 98.3% CI (holm)"."""
+    scale = "relative lift" if verdict.estimand == "relative" else "absolute difference"
+    method = {"fixed": "fixed horizon", "sequential": "sequential", "bayesian": "Bayesian"}
+    kind = "credible interval" if verdict.method == "bayesian" else "CI"
+    level = f"{verdict.level * 100:.3g}% {kind}"
+    return f"{scale}, {method[verdict.method]}, {level}"
+
+
+def _ci_words(result: ArmMetricResult) -> str:
+    verdict = result.verdict
+    assert verdict is not None
+    kind = "credible interval" if verdict.method == "bayesian" else "CI"
+    level = f"{verdict.level * 100:.3g}% {kind}"
+    if math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high):
+        fmt = _effect_format(verdict)
+        return f"{level} {fmt(verdict.ci_low)} to {fmt(verdict.ci_high)}"
     return "no interval"
 
 
 def _effect_words(result: ArmMetricResult) -> str:
-    cmp = result.comparison
-    assert cmp is not None
-    if math.isfinite(cmp.lift):
-        return format_percent(abs(cmp.lift))
-    return format_number(abs(cmp.diff))
+    verdict = result.verdict
+    assert verdict is not None
+    return _effect_format(verdict)(abs(verdict.effect))
 
 
 def _signed_effect(result: ArmMetricResult) -> str:
-    cmp = result.comparison
-    assert cmp is not None
-    if math.isfinite(cmp.lift):
-        return ("+" if cmp.lift > 0 else "") + format_percent(cmp.lift)
-    return ("+" if cmp.diff > 0 else "") + format_number(cmp.diff)
+    verdict = result.verdict
+    assert verdict is not None
+    if not math.isfinite(verdict.effect):
+        return "–"
+    return ("+" if verdict.effect > 0 else "") + _effect_format(verdict)(verdict.effect)
 
 
 def _untestable(result: ArmMetricResult) -> bool:
-    cmp = result.comparison
-    return cmp is None or not math.isfinite(cmp.p_value)
+    verdict = result.verdict
+    return verdict is None or not (
+        math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high)
+    )
 
 
 def _primary_clause(result: ArmMetricResult, alpha: float) -> str:
     name = result.metric.name
     if _untestable(result):
         return f"{name} cannot be judged yet ({status_message(result.status)})"
-    cmp = result.comparison
-    assert cmp is not None
+    verdict = result.verdict
+    assert verdict is not None
     if result.significant:
-        verb = "raises" if cmp.diff > 0 else "lowers"
-        return f"{verb} {name} by {_effect_words(result)} ({_ci_words(result, alpha)})"
-    caveat = " after correcting for multiple comparisons" if cmp.p_value < alpha else ""
+        verb = "raises" if verdict.effect > 0 else "lowers"
+        return f"{verb} {name} by {_effect_words(result)} ({_ci_words(result)})"
+    caveat = (
+        " after correcting for multiple comparisons" if verdict.p_value < alpha else ""
+    )
     return (
         f"shows no significant change in {name}{caveat} "
-        f"({_signed_effect(result)}, {_ci_words(result, alpha)})"
+        f"({_signed_effect(result)}, {_ci_words(result)})"
     )
 
 
@@ -1143,7 +1210,7 @@ def _arm_sentence(result: ExperimentResult, arm: str) -> str:
         parts = []
         if worse:
             listed = ", ".join(
-                f"{r.metric.name} ({_signed_effect(r)}, {_ci_words(r, alpha)})" for r in worse
+                f"{r.metric.name} ({_signed_effect(r)}, {_ci_words(r)})" for r in worse
             )
             noun = "guardrail" if len(worse) == 1 else "guardrails"
             verb = "is" if len(worse) == 1 else "are"

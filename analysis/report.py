@@ -165,19 +165,20 @@ def _png(fig) -> str:
 
 
 def _forest_plot(result: ExperimentResult, metric: str) -> str:
+    """Each arm's verdict: its estimate and the interval the table shows, on the metric's own
+    scale (one scale per metric, so an arm at +2,000% cannot squash another at +10%: each
+    metric has its own plot)."""
     rows = [r for r in result.rows if r.metric.name == metric and not r.is_control]
-    use_lift = any(r.comparison is not None and math.isfinite(r.comparison.lift) for r in rows)
+    use_lift = any(r.verdict is not None and r.verdict.estimand == "relative" for r in rows)
     fig = _figure(6.4, 0.55 * len(rows) + 1.3)
     ax = fig.add_subplot()
     labels = []
     for i, row in enumerate(rows):
-        cmp = row.comparison
-        assert cmp is not None
+        verdict = row.verdict
+        assert verdict is not None
         labels.append(row.arm)
-        if use_lift:
-            point, low, high = cmp.lift * 100, cmp.lift_ci_low * 100, cmp.lift_ci_high * 100
-        else:
-            point, low, high = cmp.diff, cmp.ci_low, cmp.ci_high
+        scale = 100 if verdict.estimand == "relative" else 1
+        point, low, high = (v * scale for v in (verdict.effect, verdict.ci_low, verdict.ci_high))
         colour = _GREEN if row.better else _RED if row.worse else _GREY
         if math.isfinite(low) and math.isfinite(high):
             ax.plot([low, high], [i, i], color=colour, linewidth=2.5, solid_capstyle="butt")
@@ -191,7 +192,8 @@ def _forest_plot(result: ExperimentResult, metric: str) -> str:
     ax.invert_yaxis()
     direction = rows[0].metric.direction if rows else "increase"
     hint = "higher is better" if direction == "increase" else "lower is better"
-    level = f"{(1 - result.alpha) * 100:g}% CI"
+    kind = "credible intervals" if result.experiment.analysis.engine == "bayesian" else "CIs"
+    level = f"{kind} as in the table"
     ax.set_xlabel(f"lift vs {result.control} (%), {level}" if use_lift else f"difference, {level}")
     ax.set_title(f"{metric} ({hint})", fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3)
@@ -212,17 +214,19 @@ def _timeline_plot(result: ExperimentResult) -> str | None:
             line = part[part["arm"] == arm]
             x = line["period"].dt.tz_localize(None).to_numpy()
             colour = _ARM_COLOURS[j % len(_ARM_COLOURS)]
-            ax.plot(x, line["lift"].to_numpy() * 100, marker=".", color=colour, label=arm)
+            scale = np.where(line["estimand"] == "relative", 100.0, 1.0)
+            ax.plot(x, line["effect"].to_numpy() * scale, marker=".", color=colour, label=arm)
             ax.fill_between(
                 x,
-                line["lift_ci_low"].to_numpy(dtype=float) * 100,
-                line["lift_ci_high"].to_numpy(dtype=float) * 100,
+                line["ci_low"].to_numpy(dtype=float) * scale,
+                line["ci_high"].to_numpy(dtype=float) * scale,
                 color=colour,
                 alpha=0.15,
                 linewidth=0,
             )
         ax.axhline(0, color="#8c959f", linewidth=1, linestyle="--")
-        ax.set_ylabel("lift (%)")
+        relative = (part["estimand"] == "relative").all()
+        ax.set_ylabel("lift (%)" if relative else "difference")
         ax.set_title(metric, fontsize=10, loc="left")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=8)
@@ -328,6 +332,11 @@ def _settings_line(result: ExperimentResult) -> str:
         else "fixed-horizon Welch tests"
     )
     as_of = f"; events up to {result.as_of.isoformat()}" if result.as_of is not None else ""
+    if settings.engine == "bayesian":
+        return (
+            f"Bayesian engine (flat prior, as GrowthBook's default), {(1 - settings.alpha):.0%} "
+            f"credible intervals, no multiplicity correction{as_of}."
+        )
     return (
         f"alpha {settings.alpha:g}, {correction} correction across all comparisons, {mode}{as_of}."
     )
@@ -335,16 +344,27 @@ def _settings_line(result: ExperimentResult) -> str:
 
 def _table_note(result: ExperimentResult) -> str:
     level = f"{(1 - result.alpha) * 100:g}%"
+    if result.experiment.analysis.engine == "bayesian":
+        return (
+            f"Each row is judged on its metric's estimand (relative lift over {result.control}, "
+            f"or the absolute difference) with a {level} credible interval. Green rows are "
+            "better and red rows worse: their interval excludes 0. Chance to win is the "
+            f"posterior probability the arm beats {result.control}; risk is the expected loss "
+            "of shipping it, on the same scale."
+        )
     return (
-        f"Differences and lifts are treatment minus {result.control}, with {level} intervals. "
-        "Green rows are significantly better, red rows significantly worse (adjusted p below "
-        f"{result.alpha:g}). Chance better is the probability the arm beats {result.control}."
+        f"Each row is judged on its metric's estimand (relative lift over {result.control}, "
+        "or the absolute difference): the effect, its interval and the p-values all come from "
+        f"that one test. Intervals are {level}, widened to the level shown under 'judged by' "
+        "where the multiplicity correction applies, so a row is green (better) or red (worse) "
+        f"exactly when its interval excludes 0 and its adjusted p is below {result.alpha:g}."
     )
 
 
 def render_report(result: ExperimentResult) -> str:
     """One self-contained HTML page: summary, traffic and SRM, table, plots, diagnostics."""
-    table = render_table([table_row(r) for r in result.rows])
+    bayesian = result.experiment.analysis.engine == "bayesian"
+    table = render_table([table_row(r) for r in result.rows], bayesian)
     forest = [
         {"metric": m.name, "src": _forest_plot(result, m.name)}
         for m in result.experiment.metrics

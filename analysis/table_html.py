@@ -29,13 +29,13 @@ class TableRow:
     direction: str
     units: str
     mean: str
-    diff: str
-    diff_ci: str
-    lift: str
-    lift_ci: str
+    effect: str
+    interval: str
+    judged_by: str
     p_value: str
     p_adjusted: str
     chance: str
+    risk: str
     status: str
     css: str
 
@@ -68,7 +68,9 @@ _TABLE_TEMPLATE = """
 <table class="results">
 <thead><tr>
   <th class="text">metric</th><th class="text">arm</th><th>units</th><th>mean</th>
-  <th>diff</th><th>lift</th><th>p-value</th><th>adjusted p</th><th>chance better</th>
+  <th>effect<span class="ci">interval</span></th><th class="text">judged by</th>
+  {%- if bayesian %}<th>chance to win</th><th>risk</th>
+  {%- else %}<th>p-value</th><th>adjusted p</th>{% endif %}
   <th class="text">status</th>
 </tr></thead>
 <tbody>
@@ -79,11 +81,10 @@ _TABLE_TEMPLATE = """
   <td class="text">{{ r.arm }}</td>
   <td>{{ r.units }}</td>
   <td>{{ r.mean }}</td>
-  <td>{{ r.diff }}<span class="ci">{{ r.diff_ci }}</span></td>
-  <td>{{ r.lift }}<span class="ci">{{ r.lift_ci }}</span></td>
-  <td>{{ r.p_value }}</td>
-  <td>{{ r.p_adjusted }}</td>
-  <td>{{ r.chance }}</td>
+  <td>{{ r.effect }}<span class="ci">{{ r.interval }}</span></td>
+  <td class="text">{{ r.judged_by }}</td>
+  {%- if bayesian %}<td>{{ r.chance }}</td><td>{{ r.risk }}</td>
+  {%- else %}<td>{{ r.p_value }}</td><td>{{ r.p_adjusted }}</td>{% endif %}
   <td class="text">{{ r.status }}</td>
 </tr>
 {% endfor %}
@@ -96,16 +97,19 @@ _TABLE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).f
 )
 
 
-def render_table(rows: Sequence[TableRow]) -> str:
-    """The ``<table>`` element; style it with :data:`STYLE`."""
-    return _TABLE.render(rows=rows)
+def render_table(rows: Sequence[TableRow], bayesian: bool = False) -> str:
+    """The ``<table>`` element; style it with :data:`STYLE`. The Bayesian engine's rows show
+    the chance to win and the risk where the frequentist rows show p-values."""
+    return _TABLE.render(rows=rows, bayesian=bayesian)
 
 
-def render_table_html(title: str, summary: Sequence[str], rows: Sequence[TableRow]) -> str:
+def render_table_html(
+    title: str, summary: Sequence[str], rows: Sequence[TableRow], bayesian: bool = False
+) -> str:
     """A self-styled HTML fragment for notebooks: the title, the summary sentences, the table."""
     items = "".join(f"<li>{escape(s)}</li>" for s in summary)
     return (
         f"<div><style>{STYLE}</style>"
         f"<p><b>{escape(title)}</b></p>"
-        f"<ul class='summary'>{items}</ul>{render_table(rows)}</div>"
+        f"<ul class='summary'>{items}</ul>{render_table(rows, bayesian)}</div>"
     )

@@ -143,6 +143,45 @@ REJECTIONS = {
         lambda d: d.update(status="paused"),
         ["status: Input should be 'draft', 'running' or 'stopped'"],
     ),
+    "unknown covariate metric": (
+        lambda d: d["metrics"][2].update(covariate="cost"),
+        [
+            "metrics[2].covariate: 'cost' is neither a declared metric nor an automatic run "
+            "metric (did you mean 'cost_usd'?)"
+        ],
+    ),
+    "cap percentile above 1": (
+        lambda d: d["metrics"][2].update(cap={"percentile": 1.5}),
+        ["metrics[2].cap.percentile: Input should be less than or equal to 1 (got 1.5)"],
+    ),
+    "cap percentile 0": (
+        lambda d: d["metrics"][2].update(cap={"percentile": 0}),
+        ["metrics[2].cap.percentile: Input should be greater than 0 (got 0)"],
+    ),
+    "cap on a proportion": (
+        lambda d: d["metrics"][0].update(cap={"absolute": 5}),
+        ["metrics[0]: cap: only mean metrics are capped, 'thumbs_up' is proportion"],
+    ),
+    "MDE of 0": (
+        lambda d: d["analysis"].update(mde=0),
+        ["analysis.mde: Input should be greater than 0 (got 0)"],
+    ),
+    "negative MDE": (
+        lambda d: d["analysis"].update(mde=-0.05),
+        ["analysis.mde: Input should be greater than 0 (got -0.05)"],
+    ),
+    "margin on a non-guardrail": (
+        lambda d: d["metrics"][0].update(margin=0.01),
+        ["metrics[0]: margin: only a guardrail has a margin; set guardrail: true on 'thumbs_up'"],
+    ),
+    "unknown engine": (
+        lambda d: d["analysis"].update(engine="bayes"),
+        ["analysis.engine: Input should be 'frequentist' or 'bayesian'"],
+    ),
+    "unknown estimand": (
+        lambda d: d["metrics"][0].update(estimand="ratio"),
+        ["metrics[0].estimand: Input should be 'relative' or 'absolute'"],
+    ),
 }
 
 

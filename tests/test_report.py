@@ -14,7 +14,13 @@ from analysis.analyze import TABLE_COLUMNS, analyze
 from analysis.report import build_report, render_report, to_csv, to_json
 from tests.analysis_support import T0, experiment, exposure, frames, outcome, write_events
 
-COST = {"name": "cost_usd", "kind": "mean", "aggregate": "sum", "guardrail": True}
+COST = {
+    "name": "cost_usd",
+    "kind": "mean",
+    "aggregate": "sum",
+    "guardrail": True,
+    "estimand": "absolute",
+}
 THUMBS = {"name": "thumbs_up", "kind": "proportion", "primary": True}
 
 # Per-unit cost: control [1.0, 2.0, 0.0, 4.0, 3.5, 0.5], v2 [2.0, 3.0, 5.0, 0.0, 4.5, 6.0, 2.5]
@@ -46,8 +52,8 @@ def test_html_has_the_pinned_numbers_arms_plots_and_srm_verdict(result):
     # pvalue 0.181825, confidence_interval() (-0.790781, 3.695543)
     for text in ("1.833", "3.286", "+1.452", "0.1818", "[-0.7908, 3.696]"):
         assert text in html, text
-    # lift 3.2857 / 1.8333 - 1 = 79.2%
-    assert "+79.2%" in html
+    # cost_usd is judged on its absolute difference, and the row says so
+    assert "absolute difference, fixed horizon, 95% CI" in html
     assert "control" in html and "v2" in html and "exp-test" in html
     assert html.count("data:image/png;base64,") >= 4  # traffic, two forest plots, timeline
     # scipy.stats.chisquare([6, 7], [6.5, 6.5]).pvalue = 0.78151
