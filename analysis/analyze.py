@@ -40,6 +40,14 @@ import pandas as pd
 import pyarrow as pa
 
 from abtest.experiments import Experiment, Metric
+from analysis.decision import (
+    Decision,
+    GuardrailCheck,
+    Progress,
+    decide_arm,
+    guardrail_check,
+    progress,
+)
 from analysis.stats import (
     ArmStats,
     Comparison,
@@ -244,6 +252,11 @@ class ExperimentResult:
         Counts of dropped or suspicious events and units.
     as_of : pandas.Timestamp or None
         The cut-off applied, if any.
+    guardrails, decisions, progress
+        Each treatment arm's guardrail checks and ship / don't ship / keep running decision,
+        and the progress towards the planned sample size (:mod:`analysis.decision`).
+    first_exposure, last_exposure : pandas.Timestamp or None
+        When the first and the last analysed unit entered the experiment.
     """
 
     experiment: Experiment
@@ -255,6 +268,11 @@ class ExperimentResult:
     granularity: Granularity
     diagnostics: dict[str, int] = field(default_factory=dict)
     as_of: pd.Timestamp | None = None
+    guardrails: tuple[GuardrailCheck, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+    progress: Progress | None = None
+    first_exposure: pd.Timestamp | None = None
+    last_exposure: pd.Timestamp | None = None
 
     @property
     def experiment_id(self) -> str:
@@ -408,6 +426,9 @@ def analyze(
     weights = [arm.weight for arm in experiment.arms]
     srm = srm_p_value(prepared.arm_units, weights) if prepared.arm_units.sum() > 0 else _NAN
     timeline, granularity = _timeline(prepared, experiment)
+    checks, decisions = _decisions(experiment, rows)
+    starts = prepared.unit_start[prepared.exposed]
+    first, last = (int(starts.min()), int(starts.max())) if len(starts) else (None, None)
     return ExperimentResult(
         experiment=experiment,
         rows=tuple(rows),
@@ -418,6 +439,61 @@ def analyze(
         granularity=granularity,
         diagnostics=prepared.diagnostics,
         as_of=None if cutoff is None else pd.Timestamp(cutoff, unit="ms", tz="UTC"),
+        guardrails=checks,
+        decisions=decisions,
+        progress=_progress(experiment, rows, prepared.arm_units.tolist(), first, last),
+        first_exposure=None if first is None else pd.Timestamp(first, unit="ms", tz="UTC"),
+        last_exposure=None if last is None else pd.Timestamp(last, unit="ms", tz="UTC"),
+    )
+
+
+def _primary_metrics(experiment: Experiment) -> list[Metric]:
+    """The primary metrics, or every metric that is not a guardrail when none is marked."""
+    metrics = experiment.metrics
+    return [m for m in metrics if m.primary] or [m for m in metrics if not m.guardrail]
+
+
+def _decisions(
+    experiment: Experiment, rows: Sequence[ArmMetricResult]
+) -> tuple[tuple[GuardrailCheck, ...], tuple[Decision, ...]]:
+    by_key = {(r.metric.name, r.arm): r for r in rows}
+    control = experiment.control.name
+    primaries = _primary_metrics(experiment)
+    checks: list[GuardrailCheck] = []
+    decisions: list[Decision] = []
+    for arm in experiment.arm_names[1:]:
+        arm_checks = [
+            guardrail_check(by_key[m.name, arm], by_key[m.name, control], experiment.analysis.alpha)
+            for m in experiment.metrics
+            if m.guardrail and m not in primaries
+        ]
+        checks.extend(arm_checks)
+        primary_rows = [by_key[m.name, arm] for m in primaries]
+        decisions.append(decide_arm(arm, primary_rows, arm_checks))
+    return tuple(checks), tuple(decisions)
+
+
+def _progress(
+    experiment: Experiment,
+    rows: Sequence[ArmMetricResult],
+    units_per_arm: list[int],
+    first: int | None,
+    last: int | None,
+) -> Progress:
+    settings = experiment.analysis
+    primaries = _primary_metrics(experiment)
+    control = next(
+        (r for r in rows if primaries and r.metric == primaries[0] and r.is_control), None
+    )
+    span_days = 0.0 if first is None or last is None else (last - first) / _DAY_MS
+    return progress(
+        control.mean if control else _NAN,
+        control.variance if control else _NAN,
+        units_per_arm,
+        span_days,
+        mde=settings.mde,
+        power=settings.power,
+        alpha=settings.alpha,
     )
 
 
@@ -1173,9 +1249,7 @@ def _signed_effect(result: ArmMetricResult) -> str:
 
 def _untestable(result: ArmMetricResult) -> bool:
     verdict = result.verdict
-    return verdict is None or not (
-        math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high)
-    )
+    return verdict is None or not (math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high))
 
 
 def _primary_clause(result: ArmMetricResult, alpha: float) -> str:
@@ -1187,9 +1261,7 @@ def _primary_clause(result: ArmMetricResult, alpha: float) -> str:
     if result.significant:
         verb = "raises" if verdict.effect > 0 else "lowers"
         return f"{verb} {name} by {_effect_words(result)} ({_ci_words(result)})"
-    caveat = (
-        " after correcting for multiple comparisons" if verdict.p_value < alpha else ""
-    )
+    caveat = " after correcting for multiple comparisons" if verdict.p_value < alpha else ""
     return (
         f"shows no significant change in {name}{caveat} "
         f"({_signed_effect(result)}, {_ci_words(result)})"
@@ -1233,6 +1305,12 @@ def _summary_sentences(result: ExperimentResult) -> list[str]:
     else:
         for arm in result.arms[1:]:
             sentences.append(_arm_sentence(result, arm))
+        for decision in result.decisions:
+            sentences.append(
+                f"Decision for {decision.arm}: {decision.decision} ({decision.reason})."
+            )
+        if result.progress is not None and result.experiment.analysis.mde is not None:
+            sentences.append(f"Progress: {result.progress.sentence}.")
     if result.srm_warning:
         counts = ", ".join(f"{arm} {n:,}" for arm, n in result.units_per_arm.items())
         weights = ", ".join(

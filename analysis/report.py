@@ -13,6 +13,7 @@ load the events, analyse and render.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import math
@@ -100,11 +101,31 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         {name: _plain(value) for name, value in zip(TABLE_COLUMNS, record, strict=True)}
         for record in table[list(TABLE_COLUMNS)].itertuples(index=False, name=None)
     ]
+    settings = result.experiment.analysis
     return {
         "experiment_id": result.experiment_id,
+        "definition_sha": result.experiment.definition_sha,
+        "analysis": {
+            "engine": settings.engine,
+            "method": settings.method,
+            "alpha": settings.alpha,
+            "correction": "none" if settings.engine == "bayesian" else settings.correction,
+        },
+        "first_exposure": _time(result.first_exposure),
+        "last_exposure": _time(result.last_exposure),
+        "as_of": _time(result.as_of),
         "srm_p_value": _plain(float(result.srm_p_value)),
         "table": rows,
+        "guardrails": [dataclasses.asdict(g) for g in result.guardrails],
+        "decisions": [dataclasses.asdict(d) for d in result.decisions],
+        "progress": None
+        if result.progress is None
+        else {k: _plain(v) for k, v in dataclasses.asdict(result.progress).items()},
     }
+
+
+def _time(value: pd.Timestamp | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def to_csv(result: ExperimentResult) -> str:
@@ -276,6 +297,7 @@ _REPORT_TEMPLATE = """<!DOCTYPE html>
 <h1>Experiment report: {{ experiment_id }}</h1>
 <p class="meta">{{ description }}</p>
 <p class="meta">{{ settings }}</p>
+<p class="meta">{{ context }}</p>
 
 <h2>Summary</h2>
 <ul class="summary">
@@ -294,6 +316,17 @@ _REPORT_TEMPLATE = """<!DOCTYPE html>
 </tbody>
 </table>
 <div class="plots"><img alt="traffic per arm" src="{{ traffic_plot }}"></div>
+
+<h2>Arms</h2>
+<table class="results">
+<thead><tr><th class="text">arm</th><th>weight</th><th class="text">config</th>
+<th class="text">modules</th></tr></thead>
+<tbody>
+{% for a in arms %}<tr><td class="text">{{ a.name }}</td><td>{{ a.weight }}</td>
+<td class="text"><code>{{ a.config }}</code></td><td class="text">{{ a.modules }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
 
 <h2>Results</h2>
 <p class="meta">{{ table_note }}</p>
@@ -342,6 +375,19 @@ def _settings_line(result: ExperimentResult) -> str:
     )
 
 
+def _context_line(result: ExperimentResult) -> str:
+    """When and what: the exposure dates, the cut-off and the definition's hash."""
+
+    def day(value: pd.Timestamp | None) -> str:
+        return "–" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+    as_of = day(result.as_of) if result.as_of is not None else "all events"
+    return (
+        f"First exposure {day(result.first_exposure)}, last {day(result.last_exposure)}; "
+        f"as of {as_of}; definition sha256 {result.experiment.definition_sha[:12]}."
+    )
+
+
 def _table_note(result: ExperimentResult) -> str:
     level = f"{(1 - result.alpha) * 100:g}%"
     if result.experiment.analysis.engine == "bayesian":
@@ -378,6 +424,16 @@ def render_report(result: ExperimentResult) -> str:
         experiment_id=result.experiment_id,
         description=result.experiment.description,
         settings=_settings_line(result),
+        context=_context_line(result),
+        arms=[
+            {
+                "name": arm.name,
+                "weight": format_percent(arm.weight),
+                "config": json.dumps(arm.config, sort_keys=True),
+                "modules": ", ".join(result.experiment.modules_for(arm)),
+            }
+            for arm in result.experiment.arms
+        ],
         style=Markup(STYLE),
         summary=result.summary_sentences(),
         srm_warning=result.srm_warning,

@@ -379,7 +379,8 @@ def test_summary_names_arm_metric_lift_and_interval():
     # v = numpy.var(per_unit_values, ddof=1), q = scipy.stats.t.ppf(0.975, df=783.7) (Welch),
     # minus 1 -> 17.7% to 94.3% (the delta method's symmetric 12.9% to 87.1% undercovers)
     assert result.summary() == (
-        "v2 raises thumbs_up by 50.0% (95% CI 17.7% to 94.3%); no guardrail is worse."
+        "v2 raises thumbs_up by 50.0% (95% CI 17.7% to 94.3%); no guardrail is worse. "
+        "Decision for v2: ship (thumbs_up significantly better and every guardrail passes)."
     )
 
     worse = analyze(experiment(metrics), *_thumbs_and_latency(400, 0.2, 0.2, 120.0))

@@ -85,7 +85,14 @@ def test_html_flags_srm_highlights_significant_rows_and_explains_statuses():
 
 def test_json_has_the_table_without_nan(result):
     data = to_json(result)
-    assert set(data) == {"experiment_id", "srm_p_value", "table"}
+    assert set(data) == {
+        "experiment_id", "definition_sha", "analysis", "first_exposure", "last_exposure",
+        "as_of", "srm_p_value", "table", "guardrails", "decisions", "progress",
+    }  # fmt: skip
+    assert data["analysis"] == {
+        "engine": "frequentist", "method": "fixed", "alpha": 0.05, "correction": "none"
+    }  # fmt: skip
+    assert data["definition_sha"] == result.experiment.definition_sha
     text = json.dumps(data, allow_nan=False)  # raises on NaN/inf
     back = json.loads(text)
     assert back["experiment_id"] == "exp-test"
