@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 
 from abtest.experiments import Experiment, Metric
+from analysis.capping import cap_values
 from analysis.decision import (
     Decision,
     GuardrailCheck,
@@ -370,9 +371,10 @@ def analyze(
     arms = experiment.arm_names
     k = len(arms)
 
+    caps = _caps(prepared, experiment.metrics)
     arm_stats: list[list[ArmStats | RatioStats]] = []
     for metric in experiment.metrics:
-        arm_stats.append(_metric_stats(prepared, metric, k))
+        arm_stats.append(_metric_stats(prepared, metric, k, caps.get(metric.name)))
 
     comparisons: list[list[Comparison | None]] = []
     for metric, stats in zip(experiment.metrics, arm_stats, strict=True):
@@ -425,7 +427,7 @@ def analyze(
     units_per_arm = dict(zip(arms, prepared.arm_units.tolist(), strict=True))
     weights = [arm.weight for arm in experiment.arms]
     srm = srm_p_value(prepared.arm_units, weights) if prepared.arm_units.sum() > 0 else _NAN
-    timeline, granularity = _timeline(prepared, experiment)
+    timeline, granularity = _timeline(prepared, experiment, caps)
     checks, decisions = _decisions(experiment, rows)
     starts = prepared.unit_start[prepared.exposed]
     first, last = (int(starts.min()), int(starts.max())) if len(starts) else (None, None)
@@ -794,12 +796,32 @@ def _ratio_values(prepared: _Prepared, metric: Metric) -> tuple[np.ndarray, np.n
     return parts[0], parts[1]
 
 
-def _metric_stats(prepared: _Prepared, metric: Metric, k: int) -> list[ArmStats | RatioStats]:
+def _metric_stats(
+    prepared: _Prepared, metric: Metric, k: int, cap: float | None = None
+) -> list[ArmStats | RatioStats]:
     if metric.kind == "ratio":
         num, den = _ratio_values(prepared, metric)
         return list(_ratio_stats(prepared.unit_arm[prepared.exposed], num, den, k))
     units, values = _unit_values(prepared, metric)
+    if cap is not None:
+        values = np.minimum(values, cap)
     return list(_arm_stats(prepared.unit_arm[units], values, k))
+
+
+def _caps(prepared: _Prepared, metrics: Sequence[Metric]) -> dict[str, float]:
+    """The cap of each capped mean metric: its absolute value, or the percentile of the
+    per-unit values of all arms pooled (:func:`analysis.capping.cap_values`)."""
+    caps = {}
+    for metric in metrics:
+        if metric.cap is None:
+            continue
+        _, values = _unit_values(prepared, metric)
+        _, cap = cap_values(
+            [values], absolute=metric.cap.absolute, percentile=metric.cap.percentile
+        )
+        if math.isfinite(cap):
+            caps[metric.name] = cap
+    return caps
 
 
 def _floor(m2: np.ndarray, n: np.ndarray, sum_sq: np.ndarray) -> np.ndarray:
@@ -908,7 +930,9 @@ def _granularity(span_ms: int) -> tuple[Granularity, int]:
     return "week", _WEEK_MS
 
 
-def _timeline(prepared: _Prepared, experiment: Experiment) -> tuple[pd.DataFrame, Granularity]:
+def _timeline(
+    prepared: _Prepared, experiment: Experiment, caps: dict[str, float]
+) -> tuple[pd.DataFrame, Granularity]:
     """Cumulative lift per period, from cumulative per-(arm, period) sufficient statistics."""
     empty = pd.DataFrame({name: [] for name in TIMELINE_COLUMNS})
     empty["period"] = pd.to_datetime(empty["period"], utc=True)
@@ -937,8 +961,9 @@ def _timeline(prepared: _Prepared, experiment: Experiment) -> tuple[pd.DataFrame
     columns: dict[str, list[Any]] = {name: [] for name in TIMELINE_COLUMNS}
     for metric in experiment.metrics:
         per_arm = _cumulative_stats(
-            prepared, metric, ev_period, n_periods, unit_arm, cum_entered, k
-        )
+            prepared, metric, ev_period, n_periods, unit_arm, cum_entered, k,
+            caps.get(metric.name, math.inf),
+        )  # fmt: skip
         for t in range(n_periods):
             control = _as_arm_stats(per_arm[0][t])
             for j in range(1, k):
@@ -1004,8 +1029,10 @@ def _cumulative_stats(
     unit_arm: np.ndarray,
     cum_entered: np.ndarray,
     k: int,
+    cap: float = math.inf,
 ) -> list[list[ArmStats | RatioStats]]:
-    """Per arm and period, the statistics of per-unit values cumulated up to that period."""
+    """Per arm and period, the statistics of per-unit values cumulated up to that period
+    (mean metrics capped at `cap`: the final analysis's cap, at every period)."""
     slices = prepared.ev_slices
     if metric.kind == "ratio":
         num, den = slices[str(metric.numerator)], slices[str(metric.denominator)]
@@ -1058,15 +1085,15 @@ def _cumulative_stats(
         counts = cum_entered
     elif metric.aggregate == "sum":
         g_unit, g_period, (s,) = _grouped(prepared.ev_unit[sel], ev_period[sel], n_periods, [value])
-        x = _within_unit_cumsum(g_unit, s)
-        x0 = x - s
-        weights = [s, x * x - x0 * x0]
+        cumulated = _within_unit_cumsum(g_unit, s)
+        x, x0 = np.minimum(cumulated, cap), np.minimum(cumulated - s, cap)
+        weights = [x - x0, x * x - x0 * x0]
         counts = cum_entered
     else:  # mean of the unit's events; a unit counts from its first event on
         g_unit, g_period, (s, c) = _grouped(
             prepared.ev_unit[sel], ev_period[sel], n_periods, [value, np.ones_like(value)]
         )
-        x = _within_unit_cumsum(g_unit, s) / _within_unit_cumsum(g_unit, c)
+        x = np.minimum(_within_unit_cumsum(g_unit, s) / _within_unit_cumsum(g_unit, c), cap)
         x0 = _previous_in_unit(g_unit, x, 0.0)
         new = _previous_in_unit(g_unit, np.zeros_like(x), 1.0)
         weights = [x - x0, x * x - x0 * x0, new]

@@ -456,3 +456,24 @@ def test_repr_html_shows_the_table():
     result = analyze(experiment([COST]), *events(COST_UNITS))
     html = result._repr_html_()
     assert "<table" in html and "cost_usd" in html and "v2" in html
+
+
+def test_capping_winsorizes_per_unit_values_at_the_pooled_percentile():
+    rng = np.random.default_rng(3)
+    a, b = rng.gamma(2.0, 1.0, 200), rng.gamma(2.0, 1.0, 200)
+    b[0] = 10_000.0  # one runaway unit
+    per_unit = {f"a{i}": ("control", {"cost_usd": [x]}) for i, x in enumerate(a)}
+    per_unit |= {f"b{i}": ("v2", {"cost_usd": [x]}) for i, x in enumerate(b)}
+    capped_metric = {**COST, "estimand": "absolute", "cap": {"percentile": 0.99}}
+    capped = analyze(experiment([capped_metric]), *events(per_unit))
+    cap = np.quantile(np.concatenate([a, b]), 0.99)  # linear interpolation, arms pooled
+    expected = sps.ttest_ind(np.minimum(b, cap), np.minimum(a, cap), equal_var=False)
+    v2 = row(capped, "cost_usd", "v2")
+    assert v2["mean"] == pytest.approx(np.minimum(b, cap).mean(), rel=1e-12)
+    assert v2["p_value"] == pytest.approx(expected.pvalue, abs=1e-9)
+    raw = row(
+        analyze(experiment([{**COST, "estimand": "absolute"}]), *events(per_unit)), "cost_usd", "v2"
+    )
+    assert raw["mean"] > 50 and v2["mean"] < 3  # the runaway unit no longer decides the mean
+    last = capped.timeline[capped.timeline["metric"] == "cost_usd"].iloc[-1]
+    assert last["effect"] == pytest.approx(v2["effect"], rel=1e-9)  # same cap in the timeline
