@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from abtest.experiments import Experiment, Metric
 from analysis.capping import cap_values
+from analysis.cuped import CovariateStats, adjust, compare_adjusted, pooled_theta
 from analysis.decision import (
     Decision,
     GuardrailCheck,
@@ -94,6 +95,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "primary",
     "guardrail",
     "variance",
+    "variance_reduction",
 )
 """Columns of ``ExperimentResult.table``, in order. ``effect`` .. ``risk`` are the row's
 verdict (:mod:`analysis.verdict`): the estimate of its ``estimand`` (``relative``: the lift
@@ -180,6 +182,8 @@ class ArmMetricResult:
     verdict : Verdict or None
         What the row says, from one estimand and one method (:mod:`analysis.verdict`); None
         for the control.
+    variance_reduction : float
+        With CUPED, ``1 - var(adjusted difference) / var(difference)``; NaN without.
     """
 
     metric: Metric
@@ -190,6 +194,7 @@ class ArmMetricResult:
     variance: float
     comparison: Comparison | None
     verdict: Verdict | None = None
+    variance_reduction: float = _NAN
 
     @property
     def status(self) -> str:
@@ -377,7 +382,19 @@ def analyze(
         arm_stats.append(_metric_stats(prepared, metric, k, caps.get(metric.name)))
 
     comparisons: list[list[Comparison | None]] = []
+    tested: list[list[ArmStats]] = []  # what the verdicts test: CUPED-adjusted where it applies
+    reductions: list[list[float]] = []
     for metric, stats in zip(experiment.metrics, arm_stats, strict=True):
+        cuped = (
+            _cuped(prepared, experiment, metric, k, caps.get(metric.name))
+            if settings.cuped and metric.kind != "ratio"
+            else None
+        )
+        if cuped is not None:
+            comparisons.append([None, *cuped.comparisons])
+            tested.append(cuped.adjusted)
+            reductions.append([_NAN, *cuped.variance_reductions])
+            continue
         cmp = compare_ratio if metric.kind == "ratio" else compare
         comparisons.append(
             [None]
@@ -392,9 +409,11 @@ def analyze(
                 for j in range(1, k)
             ]
         )
+        tested.append([_as_arm_stats(arm) for arm in stats])
+        reductions.append([_NAN] * k)
     pairs = [
-        (_as_arm_stats(stats[0]), _as_arm_stats(stats[j]), metric.estimand, _better_up(metric))
-        for metric, stats in zip(experiment.metrics, arm_stats, strict=True)
+        (arms_tested[0], arms_tested[j], metric.estimand, _better_up(metric))
+        for metric, arms_tested in zip(experiment.metrics, tested, strict=True)
         for j in range(1, k)
     ]
     verdicts = iter(
@@ -408,7 +427,9 @@ def analyze(
     )
 
     rows: list[ArmMetricResult] = []
-    for metric, stats, row_cmp in zip(experiment.metrics, arm_stats, comparisons, strict=True):
+    for metric, stats, row_cmp, reduction in zip(
+        experiment.metrics, arm_stats, comparisons, reductions, strict=True
+    ):
         for j, arm in enumerate(arms):
             units, mean, variance = _moments(stats[j])
             rows.append(
@@ -421,6 +442,7 @@ def analyze(
                     variance=variance,
                     comparison=row_cmp[j],
                     verdict=None if j == 0 else next(verdicts),
+                    variance_reduction=reduction[j],
                 )
             )
 
@@ -517,6 +539,9 @@ class _Prepared:
     ev_ts: np.ndarray
     ev_slices: dict[str, slice]  # metric name -> its outcomes in the ev_* arrays
     diagnostics: dict[str, int]
+    pre_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pre_value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pre_slices: dict[str, slice] = field(default_factory=dict)  # pre-exposure window, by metric
 
 
 def _prepare(
@@ -627,11 +652,10 @@ def _prepare(
         diag["outcomes_arm_mismatch"] = int((used & (o_arm_field != o_arm_of_unit)).sum())
 
     # group the events by metric once; every metric then reads a contiguous slice
-    kept = np.flatnonzero(used)  # positions among the o_idx rows
-    ev_metric = o_metric[o_idx[kept]]
-    by_metric = np.argsort(ev_metric, kind="stable")
-    kept = kept[by_metric]
-    bounds = np.searchsorted(ev_metric[by_metric], np.arange(len(base) + 1))
+    kept, slices = _by_metric(np.flatnonzero(used), o_metric[o_idx], base)
+    window_ms = int(experiment.analysis.cuped_window_days * _DAY_MS)
+    pre_mask = before & (o_ts >= unit_start[o_unit] - window_ms)
+    pre, pre_slices = _by_metric(np.flatnonzero(pre_mask), o_metric[o_idx], base)
     return _Prepared(
         n_codes=n_codes,
         unit_arm=unit_arm,
@@ -642,9 +666,23 @@ def _prepare(
         ev_unit=o_unit[kept],
         ev_value=o_value[o_idx[kept]],
         ev_ts=o_ts[kept],
-        ev_slices={name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(base)},
+        ev_slices=slices,
         diagnostics=diag,
+        pre_unit=o_unit[pre],
+        pre_value=o_value[o_idx[pre]],
+        pre_slices=pre_slices,
     )
+
+
+def _by_metric(
+    positions: np.ndarray, metric_codes: np.ndarray, base: Sequence[str]
+) -> tuple[np.ndarray, dict[str, slice]]:
+    """`positions` sorted by metric (stable), and each metric's slice of them."""
+    codes = metric_codes[positions]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(base) + 1))
+    slices = {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(base)}
+    return positions[order], slices
 
 
 def _require(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
@@ -661,7 +699,7 @@ def _base_metrics(metrics: Sequence[Metric]) -> tuple[str, ...]:
     names: list[str] = []
     for metric in metrics:
         parts = (metric.numerator, metric.denominator) if metric.kind == "ratio" else (metric.name,)
-        for part in parts:
+        for part in (*parts, metric.covariate):
             if part is not None and part not in names:
                 names.append(part)
     return tuple(names)
@@ -806,6 +844,59 @@ def _metric_stats(
     if cap is not None:
         values = np.minimum(values, cap)
     return list(_arm_stats(prepared.unit_arm[units], values, k))
+
+
+@dataclass(frozen=True)
+class _Cuped:
+    adjusted: list[ArmStats]  # per arm: the centred adjusted mean and the adjusted variance
+    comparisons: list[Comparison]  # per treatment arm (gbstats' regression adjustment)
+    variance_reductions: list[float]  # per treatment arm
+
+
+def _cuped(
+    prepared: _Prepared, experiment: Experiment, metric: Metric, k: int, cap: float | None
+) -> _Cuped | None:
+    """CUPED for one mean or proportion metric (:mod:`analysis.cuped`): each unit's covariate
+    is its pre-exposure value of ``metric.covariate`` (default: the metric itself) within
+    ``analysis.cuped_window_days`` before its first exposure, 0 without pre-exposure events;
+    theta is pooled over all arms. None when the covariate has no
+    variance (no pre-exposure data): the plain analysis applies."""
+    units, y = _unit_values(prepared, metric)
+    if cap is not None:
+        y = np.minimum(y, cap)
+    x = _pre_values(prepared, experiment, metric.covariate or metric.name)[units]
+    if len(x) < 2 or not np.any(x != x[0]):
+        return None
+    arm = prepared.unit_arm[units]
+    arms = [CovariateStats.from_values(y[arm == j], x[arm == j]) for j in range(k)]
+    theta = pooled_theta(arms)
+    if theta == 0.0:
+        return None
+    grand_x = float(x.mean())
+    adjusted = []
+    for stats in arms:
+        moved = adjust(stats, theta)
+        centred = moved.mean + theta * grand_x if stats.n else _NAN
+        adjusted.append(ArmStats(stats.n, centred, moved.variance))
+    settings = experiment.analysis
+    results = [
+        compare_adjusted(
+            arms[0], arms[j], settings.alpha, settings.sequential, settings.tuning_n, theta=theta
+        )
+        for j in range(1, k)
+    ]
+    return _Cuped(adjusted, [c for c, _ in results], [r for _, r in results])
+
+
+def _pre_values(prepared: _Prepared, experiment: Experiment, name: str) -> np.ndarray:
+    """Per unit code, the pre-exposure value of metric `name`: for a proportion the number of
+    positive events (a user's past thumbs-up count tells more than whether there was one),
+    else the sum of its values."""
+    part = prepared.pre_slices.get(name, slice(0, 0))
+    units, values = prepared.pre_unit[part], prepared.pre_value[part]
+    kinds = {m.name: m.kind for m in experiment.metrics}
+    weights = (values > 0).astype(np.float64) if kinds.get(name) == "proportion" else values
+    return np.bincount(units, weights=weights, minlength=prepared.n_codes + 1)
 
 
 def _caps(prepared: _Prepared, metrics: Sequence[Metric]) -> dict[str, float]:
@@ -1142,6 +1233,7 @@ def _table(rows: Sequence[ArmMetricResult], correction: str) -> pd.DataFrame:
         data["primary"].append(r.metric.primary)
         data["guardrail"].append(r.metric.guardrail)
         data["variance"].append(r.variance)
+        data["variance_reduction"].append(r.variance_reduction)
     frame = pd.DataFrame(data, columns=list(TABLE_COLUMNS))
     frame["units"] = frame["units"].astype(np.int64)
     for name in _BOOL_COLUMNS:
@@ -1226,7 +1318,7 @@ def table_row(row: ArmMetricResult) -> TableRow:
         if math.isfinite(verdict.effect)
         else "–",
         interval=_interval(verdict.ci_low, verdict.ci_high, fmt),
-        judged_by=judged_by(verdict),
+        judged_by=judged_by(verdict) + _cuped_words(row.variance_reduction),
         p_value=format_p(verdict.p_value),
         p_adjusted=format_p(verdict.p_adjusted),
         chance=format_percent(verdict.chance_to_win),
@@ -1234,6 +1326,13 @@ def table_row(row: ArmMetricResult) -> TableRow:
         status=status,
         css=css,
     )
+
+
+def _cuped_words(reduction: float) -> str:
+    """", CUPED: 38% less variance" when the row is CUPED-adjusted."""
+    if not math.isfinite(reduction):
+        return ""
+    return f", CUPED: {format_percent(reduction)} less variance"
 
 
 def _effect_format(verdict: Verdict):
