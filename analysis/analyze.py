@@ -58,11 +58,14 @@ from analysis.stats import (
     compare_ratio,
     srm_p_value,
 )
+from analysis.sufficient import ExperimentStats
 from analysis.table_html import TableRow, render_table_html
 from analysis.verdict import Verdict, decide, estimand_test
 
 __all__ = [
     "SRM_THRESHOLD",
+    "analyze_stats",
+    "experiment_stats",
     "STATUS_MESSAGES",
     "TABLE_COLUMNS",
     "TIMELINE_COLUMNS",
@@ -372,24 +375,64 @@ def analyze(
     """
     cutoff = _as_of_ms(as_of)
     prepared = _prepare(experiment, exposures, outcomes, cutoff)
+    stats = _experiment_stats(prepared, experiment)
+    timeline, granularity = _timeline(prepared, experiment, stats.caps)
+    return analyze_stats(experiment, stats, cutoff, timeline, granularity)
+
+
+def experiment_stats(
+    experiment: Experiment, exposures: pd.DataFrame, outcomes: pd.DataFrame, as_of: Any = None
+) -> ExperimentStats:
+    """The sufficient statistics :func:`analyze` works from (the in-memory path; see
+    :mod:`analysis.sufficient`)."""
+    prepared = _prepare(experiment, exposures, outcomes, _as_of_ms(as_of))
+    return _experiment_stats(prepared, experiment)
+
+
+def _experiment_stats(prepared: _Prepared, experiment: Experiment) -> ExperimentStats:
+    k = len(experiment.arm_names)
+    caps = _caps(prepared, experiment.metrics)
+    metrics: dict[str, list[ArmStats | RatioStats]] = {}
+    covariates: dict[str, list[CovariateStats]] = {}
+    for metric in experiment.metrics:
+        metrics[metric.name] = _metric_stats(prepared, metric, k, caps.get(metric.name))
+        if experiment.analysis.cuped and metric.kind != "ratio":
+            pairs = _covariate_stats(prepared, experiment, metric, k, caps.get(metric.name))
+            if pairs is not None:
+                covariates[metric.name] = pairs
+    starts = prepared.unit_start[prepared.exposed]
+    first, last = (int(starts.min()), int(starts.max())) if len(starts) else (None, None)
+    return ExperimentStats(
+        arm_units=tuple(int(n) for n in prepared.arm_units),
+        first_exposure_ms=first,
+        last_exposure_ms=last,
+        metrics=metrics,
+        covariates=covariates,
+        caps=caps,
+        diagnostics=prepared.diagnostics,
+    )
+
+
+def analyze_stats(
+    experiment: Experiment,
+    stats: ExperimentStats,
+    as_of_ms: int | None = None,
+    timeline: pd.DataFrame | None = None,
+    granularity: Granularity = "day",
+) -> ExperimentResult:
+    """Results from sufficient statistics (in memory or from :mod:`analysis.columnar`): the
+    verdicts, the table, guardrails, decisions, progress and SRM. Without a `timeline` (the
+    columnar path computes none) the result's timeline is empty."""
     settings = experiment.analysis
     arms = experiment.arm_names
     k = len(arms)
-
-    caps = _caps(prepared, experiment.metrics)
-    arm_stats: list[list[ArmStats | RatioStats]] = []
-    for metric in experiment.metrics:
-        arm_stats.append(_metric_stats(prepared, metric, k, caps.get(metric.name)))
-
     comparisons: list[list[Comparison | None]] = []
     tested: list[list[ArmStats]] = []  # what the verdicts test: CUPED-adjusted where it applies
     reductions: list[list[float]] = []
-    for metric, stats in zip(experiment.metrics, arm_stats, strict=True):
-        cuped = (
-            _cuped(prepared, experiment, metric, k, caps.get(metric.name))
-            if settings.cuped and metric.kind != "ratio"
-            else None
-        )
+    for metric in experiment.metrics:
+        arm_stats = stats.metrics[metric.name]
+        covariate = stats.covariates.get(metric.name)
+        cuped = _cuped_from(covariate, settings) if covariate is not None else None
         if cuped is not None:
             comparisons.append([None, *cuped.comparisons])
             tested.append(cuped.adjusted)
@@ -400,8 +443,8 @@ def analyze(
             [None]
             + [
                 cmp(
-                    stats[0],  # type: ignore[arg-type]
-                    stats[j],  # type: ignore[arg-type]
+                    arm_stats[0],  # type: ignore[arg-type]
+                    arm_stats[j],  # type: ignore[arg-type]
                     alpha=settings.alpha,
                     sequential=settings.sequential,
                     tuning_n=settings.tuning_n,
@@ -409,7 +452,7 @@ def analyze(
                 for j in range(1, k)
             ]
         )
-        tested.append([_as_arm_stats(arm) for arm in stats])
+        tested.append([_as_arm_stats(arm) for arm in arm_stats])
         reductions.append([_NAN] * k)
     pairs = [
         (arms_tested[0], arms_tested[j], metric.estimand, _better_up(metric))
@@ -427,11 +470,9 @@ def analyze(
     )
 
     rows: list[ArmMetricResult] = []
-    for metric, stats, row_cmp, reduction in zip(
-        experiment.metrics, arm_stats, comparisons, reductions, strict=True
-    ):
+    for metric, row_cmp, reduction in zip(experiment.metrics, comparisons, reductions, strict=True):
         for j, arm in enumerate(arms):
-            units, mean, variance = _moments(stats[j])
+            units, mean, variance = _moments(stats.metrics[metric.name][j])
             rows.append(
                 ArmMetricResult(
                     metric=metric,
@@ -446,26 +487,24 @@ def analyze(
                 )
             )
 
-    units_per_arm = dict(zip(arms, prepared.arm_units.tolist(), strict=True))
+    units = np.asarray(stats.arm_units, dtype=np.int64)
     weights = [arm.weight for arm in experiment.arms]
-    srm = srm_p_value(prepared.arm_units, weights) if prepared.arm_units.sum() > 0 else _NAN
-    timeline, granularity = _timeline(prepared, experiment, caps)
+    srm = srm_p_value(units, weights) if units.sum() > 0 else _NAN
     checks, decisions = _decisions(experiment, rows)
-    starts = prepared.unit_start[prepared.exposed]
-    first, last = (int(starts.min()), int(starts.max())) if len(starts) else (None, None)
+    first, last = stats.first_exposure_ms, stats.last_exposure_ms
     return ExperimentResult(
         experiment=experiment,
         rows=tuple(rows),
         table=_table(rows, settings.correction),
-        units_per_arm=units_per_arm,
+        units_per_arm=dict(zip(arms, units.tolist(), strict=True)),
         srm_p_value=srm,
-        timeline=timeline,
+        timeline=timeline if timeline is not None else _empty_timeline(),
         granularity=granularity,
-        diagnostics=prepared.diagnostics,
-        as_of=None if cutoff is None else pd.Timestamp(cutoff, unit="ms", tz="UTC"),
+        diagnostics=dict(stats.diagnostics),
+        as_of=None if as_of_ms is None else pd.Timestamp(as_of_ms, unit="ms", tz="UTC"),
         guardrails=checks,
         decisions=decisions,
-        progress=_progress(experiment, rows, prepared.arm_units.tolist(), first, last),
+        progress=_progress(experiment, rows, units.tolist(), first, last),
         first_exposure=None if first is None else pd.Timestamp(first, unit="ms", tz="UTC"),
         last_exposure=None if last is None else pd.Timestamp(last, unit="ms", tz="UTC"),
     )
@@ -853,13 +892,13 @@ class _Cuped:
     variance_reductions: list[float]  # per treatment arm
 
 
-def _cuped(
+def _covariate_stats(
     prepared: _Prepared, experiment: Experiment, metric: Metric, k: int, cap: float | None
-) -> _Cuped | None:
-    """CUPED for one mean or proportion metric (:mod:`analysis.cuped`): each unit's covariate
-    is its pre-exposure value of ``metric.covariate`` (default: the metric itself) within
-    ``analysis.cuped_window_days`` before its first exposure, 0 without pre-exposure events;
-    theta is pooled over all arms. None when the covariate has no
+) -> list[CovariateStats] | None:
+    """Per arm, the outcome and covariate statistics CUPED needs for one mean or proportion
+    metric (:mod:`analysis.cuped`): each unit's covariate is its pre-exposure value of
+    ``metric.covariate`` (default: the metric itself) within ``analysis.cuped_window_days``
+    before its first exposure, 0 without pre-exposure events. None when the covariate has no
     variance (no pre-exposure data): the plain analysis applies."""
     units, y = _unit_values(prepared, metric)
     if cap is not None:
@@ -868,22 +907,28 @@ def _cuped(
     if len(x) < 2 or not np.any(x != x[0]):
         return None
     arm = prepared.unit_arm[units]
-    arms = [CovariateStats.from_values(y[arm == j], x[arm == j]) for j in range(k)]
+    return [CovariateStats.from_values(y[arm == j], x[arm == j]) for j in range(k)]
+
+
+def _cuped_from(arms: list[CovariateStats], settings: Any) -> _Cuped | None:
+    """The CUPED-adjusted arms (theta pooled over all arms; each adjusted mean centred on the
+    pooled covariate mean, so it stays on the metric's scale) and gbstats' comparisons.
+    None when theta is 0 (nothing to adjust)."""
     theta = pooled_theta(arms)
     if theta == 0.0:
         return None
-    grand_x = float(x.mean())
+    total = sum(a.n for a in arms)
+    grand_x = sum(a.sum_x for a in arms) / total if total else 0.0
     adjusted = []
     for stats in arms:
         moved = adjust(stats, theta)
         centred = moved.mean + theta * grand_x if stats.n else _NAN
         adjusted.append(ArmStats(stats.n, centred, moved.variance))
-    settings = experiment.analysis
     results = [
         compare_adjusted(
             arms[0], arms[j], settings.alpha, settings.sequential, settings.tuning_n, theta=theta
         )
-        for j in range(1, k)
+        for j in range(1, len(arms))
     ]
     return _Cuped(adjusted, [c for c, _ in results], [r for _, r in results])
 
@@ -1021,12 +1066,17 @@ def _granularity(span_ms: int) -> tuple[Granularity, int]:
     return "week", _WEEK_MS
 
 
+def _empty_timeline() -> pd.DataFrame:
+    empty = pd.DataFrame({name: [] for name in TIMELINE_COLUMNS})
+    empty["period"] = pd.to_datetime(empty["period"], utc=True)
+    return empty
+
+
 def _timeline(
     prepared: _Prepared, experiment: Experiment, caps: dict[str, float]
 ) -> tuple[pd.DataFrame, Granularity]:
     """Cumulative lift per period, from cumulative per-(arm, period) sufficient statistics."""
-    empty = pd.DataFrame({name: [] for name in TIMELINE_COLUMNS})
-    empty["period"] = pd.to_datetime(empty["period"], utc=True)
+    empty = _empty_timeline()
     exposed = prepared.exposed
     k = len(experiment.arms)
     if len(exposed) == 0 or not experiment.metrics or k < 2:
@@ -1329,7 +1379,7 @@ def table_row(row: ArmMetricResult) -> TableRow:
 
 
 def _cuped_words(reduction: float) -> str:
-    """", CUPED: 38% less variance" when the row is CUPED-adjusted."""
+    """ ", CUPED: 38% less variance" when the row is CUPED-adjusted."""
     if not math.isfinite(reduction):
         return ""
     return f", CUPED: {format_percent(reduction)} less variance"

@@ -1,0 +1,49 @@
+"""What an analysis needs from the events: per-(metric, arm) sufficient statistics.
+
+The per-unit aggregation (deduplication, first exposure, joining outcomes to exposed units,
+per-unit values, caps, pre-exposure covariates) is done either in memory by pandas/NumPy
+(:func:`analysis.analyze.experiment_stats`) or by DuckDB over Parquet exports
+(:mod:`analysis.columnar`); both produce an :class:`ExperimentStats`, and
+:func:`analysis.analyze.analyze_stats` turns it into results. Sums and moments are all an
+analysis needs, which is what lets it scale past memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analysis.cuped import CovariateStats
+from analysis.stats import ArmStats, RatioStats
+
+__all__ = ["ExperimentStats"]
+
+
+@dataclass(frozen=True)
+class ExperimentStats:
+    """Sufficient statistics of one experiment, arms in the definition's order.
+
+    Attributes
+    ----------
+    arm_units : tuple of int
+        Exposed (randomised, not overridden) units per arm.
+    first_exposure_ms, last_exposure_ms : int or None
+        Epoch ms of the first exposure of the first and of the last unit to enter.
+    metrics : dict of str to list of ArmStats or RatioStats
+        Per metric, per arm: the statistics of the per-unit values (capped where the metric
+        asks for it).
+    covariates : dict of str to list of CovariateStats
+        Per mean or proportion metric whose covariate has pre-exposure data (CUPED), per arm:
+        the per-unit outcome ``y`` (as in ``metrics``) with its covariate ``x``.
+    caps : dict of str to float
+        The cap applied to each capped metric.
+    diagnostics : dict of str to int
+        Counts of dropped or suspicious events and units.
+    """
+
+    arm_units: tuple[int, ...]
+    first_exposure_ms: int | None
+    last_exposure_ms: int | None
+    metrics: dict[str, list[ArmStats | RatioStats]]
+    covariates: dict[str, list[CovariateStats]] = field(default_factory=dict)
+    caps: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, int] = field(default_factory=dict)
