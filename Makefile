@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean system-packages
+.PHONY: test demo lint bench notebook clean system-packages
 
 # Debian packages the tests need (redis-server for the Redis Cluster tests), installed when
 # missing and possible (root with apt-get, as on CI); elsewhere those tests skip and say why.
@@ -36,6 +36,9 @@ test: $(STAMP) system-packages
 
 demo: $(STAMP)
 	$(BIN)/abtest demo
+
+notebook: $(STAMP)
+	$(BIN)/python -m abtest.devtools.notebook notebooks/experiment_analysis.ipynb reports/experiment_analysis.ipynb
 
 bench: $(STAMP) system-packages
 	$(BIN)/python benchmarks/run_all.py
