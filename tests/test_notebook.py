@@ -42,3 +42,36 @@ def test_notebook_executes_from_any_working_directory(tmp_path, redis_url, monke
 def test_the_runner_names_a_missing_notebook(tmp_path, capsys):
     assert main([str(tmp_path / "nope.ipynb"), str(tmp_path / "out.ipynb")]) == 1
     assert "nope.ipynb: no such notebook" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(240)
+def test_make_notebook_on_the_embedded_store_leaves_nothing_running(tmp_path):
+    """The runner shuts its kernel down gracefully, so the embedded Redis the notebook started
+    stops with it (an orphaned kernel would exit without running exit handlers)."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    home = tmp_path / "home"
+    env = {**os.environ, "ABTEST_HOME": str(home), "MPLBACKEND": "Agg"}
+    env.pop("REDIS_URL", None)
+    out = tmp_path / "executed.ipynb"
+    done = subprocess.run(
+        [sys.executable, "-m", "abtest.devtools.notebook", str(NOTEBOOK), str(out)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (home / "redis.db").exists()  # the notebook did use the embedded store
+    left = []
+    for process in psutil.process_iter(["name"]):
+        try:
+            if process.info["name"] == "redis-server" and process.cwd() == str(home):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    assert not left, f"redis-server still running for {home}: {left}"
+    executed = nbformat.read(out, as_version=4)
+    assert all(c.outputs for c in executed.cells if c.cell_type == "code")

@@ -46,13 +46,17 @@ def execute(notebook: Path, working_dir: Path, timeout: int = 600):
 
     nb = nbformat.read(notebook, as_version=4)
     with tempfile.TemporaryDirectory(prefix="abtest-kernel-") as kernels:
+        km = kernel_manager(Path(kernels))
         client = NotebookClient(
-            nb,
-            km=kernel_manager(Path(kernels)),
-            timeout=timeout,
-            resources={"metadata": {"path": str(working_dir)}},
+            nb, km=km, timeout=timeout, resources={"metadata": {"path": str(working_dir)}}
         )
-        client.execute()
+        try:
+            client.execute()
+        finally:
+            # nbclient leaves a kernel it did not create running; an orphaned kernel exits
+            # with os._exit, skipping the exit handlers that stop an embedded Redis it started
+            if km.has_kernel:
+                km.shutdown_kernel(now=False)
     return nb
 
 
