@@ -50,6 +50,7 @@ from analysis.decision import (
     guardrail_check,
     progress,
 )
+from analysis.proportion_bounds import wilson_interval
 from analysis.stats import (
     ArmStats,
     Comparison,
@@ -266,6 +267,8 @@ class ExperimentResult:
         and the progress towards the planned sample size (:mod:`analysis.decision`).
     first_exposure, last_exposure : pandas.Timestamp or None
         When the first and the last analysed unit entered the experiment.
+    fingerprints : dict of str to dict of str to int
+        Per arm, the flow fingerprints its exposures recorded, with their counts.
     """
 
     experiment: Experiment
@@ -282,6 +285,7 @@ class ExperimentResult:
     progress: Progress | None = None
     first_exposure: pd.Timestamp | None = None
     last_exposure: pd.Timestamp | None = None
+    fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def experiment_id(self) -> str:
@@ -410,6 +414,7 @@ def _experiment_stats(prepared: _Prepared, experiment: Experiment) -> Experiment
         covariates=covariates,
         caps=caps,
         diagnostics=prepared.diagnostics,
+        fingerprints=prepared.fingerprints,
     )
 
 
@@ -507,6 +512,7 @@ def analyze_stats(
         progress=_progress(experiment, rows, units.tolist(), first, last),
         first_exposure=None if first is None else pd.Timestamp(first, unit="ms", tz="UTC"),
         last_exposure=None if last is None else pd.Timestamp(last, unit="ms", tz="UTC"),
+        fingerprints=stats.fingerprints,
     )
 
 
@@ -581,6 +587,7 @@ class _Prepared:
     pre_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pre_value: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pre_slices: dict[str, slice] = field(default_factory=dict)  # pre-exposure window, by metric
+    fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)  # arm -> fp -> count
 
 
 def _prepare(
@@ -649,6 +656,11 @@ def _prepare(
     )
     e_ts = e_ts[e_idx]
     e_arm = e_arm[e_idx]
+    e_fingerprint = (
+        exposures["flow_fingerprint"].take(e_idx).to_numpy(dtype=object)
+        if "flow_fingerprint" in exposures
+        else np.full(len(e_idx), None, dtype=object)
+    )
 
     # overridden (QA) units are not randomised: treat them as not exposed
     overridden = np.zeros(n_codes + 1, dtype=bool)
@@ -658,6 +670,7 @@ def _prepare(
         diag["units_overridden"] = int(len(forced))
         drop = overridden[e_unit]
         e_unit, e_ts, e_arm = e_unit[~drop], e_ts[~drop], e_arm[~drop]
+        e_fingerprint = e_fingerprint[~drop]
 
     # the first exposure decides the arm (ties: row order)
     order = np.argsort(e_ts, kind="stable")
@@ -710,7 +723,21 @@ def _prepare(
         pre_unit=o_unit[pre],
         pre_value=o_value[o_idx[pre]],
         pre_slices=pre_slices,
+        fingerprints=_fingerprints(e_arm, e_fingerprint, arms),
     )
+
+
+def _fingerprints(
+    arm: np.ndarray, fingerprint: np.ndarray, arms: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Per arm, the flow fingerprints its exposures recorded and how many of each: one per
+    arm unless the arm's flow changed during the experiment (a deploy, a prompt label)."""
+    known = np.array([f is not None and f == f for f in fingerprint], dtype=bool)
+    counts = pd.DataFrame({"arm": arm[known], "fp": fingerprint[known]}).value_counts()
+    found: dict[str, dict[str, int]] = {name: {} for name in arms}
+    for (j, fp), n in counts.items():
+        found[arms[int(j)]][str(fp)] = int(n)
+    return found
 
 
 def _by_metric(
@@ -1347,10 +1374,11 @@ def table_row(row: ArmMetricResult) -> TableRow:
     )
     direction = "higher is better" if row.metric.direction == "increase" else "lower is better"
     verdict = row.verdict
+    mean_ci = _arm_interval(row)
     if verdict is None:
         return TableRow(
             row.metric.name, row.arm, flags, direction, f"{row.units:,}",
-            format_number(row.mean), "", "", "", "", "", "", "", "control", "control",
+            format_number(row.mean), mean_ci, "", "", "", "", "", "", "", "control", "control",
         )  # fmt: skip
     css = "better" if row.better else "worse" if row.worse else ""
     status = "" if row.status == "ok" else status_message(row.status)
@@ -1364,6 +1392,7 @@ def table_row(row: ArmMetricResult) -> TableRow:
         direction=direction,
         units=f"{row.units:,}",
         mean=format_number(row.mean),
+        mean_ci=mean_ci,
         effect=("+" if verdict.effect > 0 else "") + fmt(verdict.effect)
         if math.isfinite(verdict.effect)
         else "–",
@@ -1376,6 +1405,15 @@ def table_row(row: ArmMetricResult) -> TableRow:
         status=status,
         css=css,
     )
+
+
+def _arm_interval(row: ArmMetricResult) -> str:
+    """A proportion's own 95% Wilson interval, which stays inside [0, 1] and is honest with
+    few or no events ("[0, 0.55%]" for 0 of 700)."""
+    if row.metric.kind != "proportion" or row.units == 0 or not math.isfinite(row.mean):
+        return ""
+    low, high = wilson_interval(round(row.mean * row.units), row.units)
+    return _interval(low, high, format_percent)
 
 
 def _cuped_words(reduction: float) -> str:

@@ -113,6 +113,7 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         },
         "first_exposure": _time(result.first_exposure),
         "last_exposure": _time(result.last_exposure),
+        "flow_fingerprints": result.fingerprints,
         "as_of": _time(result.as_of),
         "srm_p_value": _plain(float(result.srm_p_value)),
         "table": rows,
@@ -320,10 +321,11 @@ _REPORT_TEMPLATE = """<!DOCTYPE html>
 <h2>Arms</h2>
 <table class="results">
 <thead><tr><th class="text">arm</th><th>weight</th><th class="text">config</th>
-<th class="text">modules</th></tr></thead>
+<th class="text">modules</th><th class="text">flow fingerprints seen (exposures)</th></tr></thead>
 <tbody>
 {% for a in arms %}<tr><td class="text">{{ a.name }}</td><td>{{ a.weight }}</td>
-<td class="text"><code>{{ a.config }}</code></td><td class="text">{{ a.modules }}</td></tr>
+<td class="text"><code>{{ a.config }}</code></td><td class="text">{{ a.modules }}</td>
+<td class="text">{{ a.fingerprints }}</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -431,6 +433,10 @@ def render_report(result: ExperimentResult) -> str:
                 "weight": format_percent(arm.weight),
                 "config": json.dumps(arm.config, sort_keys=True),
                 "modules": ", ".join(result.experiment.modules_for(arm)),
+                "fingerprints": ", ".join(
+                    f"{fp[:12]} ({n:,})" for fp, n in result.fingerprints.get(arm.name, {}).items()
+                )
+                or "–",
             }
             for arm in result.experiment.arms
         ],

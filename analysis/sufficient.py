@@ -38,6 +38,8 @@ class ExperimentStats:
         The cap applied to each capped metric.
     diagnostics : dict of str to int
         Counts of dropped or suspicious events and units.
+    fingerprints : dict of str to dict of str to int
+        Per arm, the flow fingerprints its exposures recorded and how many of each.
     """
 
     arm_units: tuple[int, ...]
@@ -47,3 +49,4 @@ class ExperimentStats:
     covariates: dict[str, list[CovariateStats]] = field(default_factory=dict)
     caps: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, int] = field(default_factory=dict)
+    fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -29,6 +29,7 @@ class TableRow:
     direction: str
     units: str
     mean: str
+    mean_ci: str
     effect: str
     interval: str
     judged_by: str
@@ -80,7 +81,7 @@ _TABLE_TEMPLATE = """
   {%- endfor %}</td>
   <td class="text">{{ r.arm }}</td>
   <td>{{ r.units }}</td>
-  <td>{{ r.mean }}</td>
+  <td>{{ r.mean }}<span class="ci">{{ r.mean_ci }}</span></td>
   <td>{{ r.effect }}<span class="ci">{{ r.interval }}</span></td>
   <td class="text">{{ r.judged_by }}</td>
   {%- if bayesian %}<td>{{ r.chance }}</td><td>{{ r.risk }}</td>

@@ -107,7 +107,9 @@ def frames(
     exposures: Iterable[Mapping[str, str]], outcomes: Iterable[Mapping[str, str]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Plain DataFrames (object/str columns, int ts, float value) from event mappings."""
-    e = pd.DataFrame(list(exposures), columns=["event_id", "ts", "unit_id", "arm"])
+    e = pd.DataFrame(
+        list(exposures), columns=["event_id", "ts", "unit_id", "arm", "flow_fingerprint"]
+    )
     columns = ["event_id", "ts", "unit_id", "arm", "metric", "value"]
     o = pd.DataFrame(list(outcomes), columns=columns)
     e["ts"] = e["ts"].astype(np.int64)

@@ -9,8 +9,9 @@ import math
 import pandas as pd
 import pytest
 import yaml
+from statsmodels.stats.proportion import proportion_confint
 
-from analysis.analyze import TABLE_COLUMNS, analyze
+from analysis.analyze import TABLE_COLUMNS, analyze, format_percent
 from analysis.report import build_report, render_report, to_csv, to_json
 from tests.analysis_support import T0, experiment, exposure, frames, outcome, write_events
 
@@ -87,7 +88,8 @@ def test_json_has_the_table_without_nan(result):
     data = to_json(result)
     assert set(data) == {
         "experiment_id", "definition_sha", "analysis", "first_exposure", "last_exposure",
-        "as_of", "srm_p_value", "table", "guardrails", "decisions", "progress",
+        "flow_fingerprints", "as_of", "srm_p_value", "table", "guardrails", "decisions",
+        "progress",
     }  # fmt: skip
     assert data["analysis"] == {
         "engine": "frequentist", "method": "fixed", "alpha": 0.05, "correction": "none"
@@ -146,3 +148,14 @@ def test_report_of_an_experiment_without_events_renders():
     assert "No units have been exposed yet" in html
     assert "not enough units to test the traffic split" in html
     assert math.isnan(empty.srm_p_value) and to_json(empty)["srm_p_value"] is None
+
+
+def test_report_shows_context_fingerprints_and_per_arm_rate_intervals(result):
+    html = render_report(result)
+    assert "bbbbbbbbbbbb (6)" in html and "bbbbbbbbbbbb (7)" in html  # exposures per arm
+    assert f"definition sha256 {result.experiment.definition_sha[:12]}" in html
+    assert "First exposure " in html
+    assert to_json(result)["flow_fingerprints"] == {"control": {"b" * 64: 6}, "v2": {"b" * 64: 7}}
+    thumbs = next(r for r in result.rows if r.metric.name == "thumbs_up" and r.arm == "control")
+    low, high = proportion_confint(round(thumbs.mean * thumbs.units), thumbs.units, method="wilson")
+    assert f"[{format_percent(low)}, {format_percent(high)}]" in html
