@@ -148,6 +148,8 @@ class AnalysisSettings(_Frozen):
     #: power to detect it; they give the planned sample size and the progress towards it.
     mde: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     power: float = Field(default=0.8, gt=0, lt=1)
+    #: Also compare every pair of treatment arms with each other (not only with control).
+    pairwise: bool = False
 
     @property
     def method(self) -> Literal["fixed", "sequential", "bayesian"]:

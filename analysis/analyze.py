@@ -64,6 +64,7 @@ from analysis.table_html import TableRow, render_table_html
 from analysis.verdict import Verdict, decide, estimand_test
 
 __all__ = [
+    "PAIRWISE_COLUMNS",
     "SRM_THRESHOLD",
     "analyze_stats",
     "experiment_stats",
@@ -269,6 +270,9 @@ class ExperimentResult:
         When the first and the last analysed unit entered the experiment.
     fingerprints : dict of str to dict of str to int
         Per arm, the flow fingerprints its exposures recorded, with their counts.
+    pairwise : pandas.DataFrame or None
+        With ``analysis: {pairwise: true}``, every treatment against every other treatment
+        (:data:`PAIRWISE_COLUMNS`), corrected as its own family of comparisons.
     """
 
     experiment: Experiment
@@ -286,6 +290,7 @@ class ExperimentResult:
     first_exposure: pd.Timestamp | None = None
     last_exposure: pd.Timestamp | None = None
     fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
+    pairwise: pd.DataFrame | None = None
 
     @property
     def experiment_id(self) -> str:
@@ -497,6 +502,7 @@ def analyze_stats(
     srm = srm_p_value(units, weights) if units.sum() > 0 else _NAN
     checks, decisions = _decisions(experiment, rows)
     first, last = stats.first_exposure_ms, stats.last_exposure_ms
+    pairwise = _pairwise(experiment, tested) if settings.pairwise and k > 2 else None
     return ExperimentResult(
         experiment=experiment,
         rows=tuple(rows),
@@ -513,7 +519,41 @@ def analyze_stats(
         first_exposure=None if first is None else pd.Timestamp(first, unit="ms", tz="UTC"),
         last_exposure=None if last is None else pd.Timestamp(last, unit="ms", tz="UTC"),
         fingerprints=stats.fingerprints,
+        pairwise=pairwise,
     )
+
+
+PAIRWISE_COLUMNS: tuple[str, ...] = (
+    "metric", "arm", "baseline", "estimand", "method", "effect", "ci_low", "ci_high",
+    "ci_level", "p_value", "p_adjusted", "significant", "chance_to_win",
+)  # fmt: skip
+"""Columns of ``ExperimentResult.pairwise``: ``arm`` against ``baseline`` (both treatments),
+judged as the main table is, the correction applied within these comparisons."""
+
+
+def _pairwise(experiment: Experiment, tested: list[list[ArmStats]]) -> pd.DataFrame:
+    """Every later treatment against every earlier one, per metric."""
+    settings = experiment.analysis
+    arms = experiment.arm_names
+    keys, pairs = [], []
+    for metric, arm_stats in zip(experiment.metrics, tested, strict=True):
+        for i in range(1, len(arms)):
+            for j in range(i + 1, len(arms)):
+                keys.append((metric.name, arms[j], arms[i]))
+                pairs.append((arm_stats[i], arm_stats[j], metric.estimand, _better_up(metric)))
+    verdicts = decide(
+        pairs,
+        alpha=settings.alpha,
+        method=settings.method,
+        correction=settings.correction,
+        tuning_n=settings.tuning_n,
+    )
+    rows = [
+        (*key, v.estimand, v.method, v.effect, v.ci_low, v.ci_high, v.level, v.p_value,
+         v.p_adjusted, v.significant, v.chance_to_win)
+        for key, v in zip(keys, verdicts, strict=True)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS))
 
 
 def _primary_metrics(experiment: Experiment) -> list[Metric]:

@@ -31,6 +31,8 @@ from analysis.analyze import (
     TABLE_COLUMNS,
     ExperimentResult,
     analyze,
+    format_number,
+    format_p,
     format_percent,
     table_row,
 )
@@ -119,6 +121,12 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         "table": rows,
         "guardrails": [dataclasses.asdict(g) for g in result.guardrails],
         "decisions": [dataclasses.asdict(d) for d in result.decisions],
+        "pairwise": None
+        if result.pairwise is None
+        else [
+            {name: _plain(value) for name, value in record.items()}
+            for record in result.pairwise.to_dict(orient="records")
+        ],
         "progress": None
         if result.progress is None
         else {k: _plain(v) for k, v in dataclasses.asdict(result.progress).items()},
@@ -334,6 +342,20 @@ _REPORT_TEMPLATE = """<!DOCTYPE html>
 <p class="meta">{{ table_note }}</p>
 {{ table }}
 
+{% if pairwise %}
+<h2>Treatments against each other</h2>
+<table class="results">
+<thead><tr><th class="text">metric</th><th class="text">arm</th><th class="text">against</th>
+<th>effect<span class="ci">interval</span></th><th>adjusted p</th></tr></thead>
+<tbody>
+{% for p in pairwise %}<tr class="{{ p.css }}"><td class="text">{{ p.metric }}</td>
+<td class="text">{{ p.arm }}</td><td class="text">{{ p.baseline }}</td>
+<td>{{ p.effect }}<span class="ci">{{ p.interval }}</span></td><td>{{ p.p }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% endif %}
+
 <h2>Lift with confidence intervals</h2>
 <div class="plots">
 {% for plot in forest_plots %}<img alt="{{ plot.metric }} lift" src="{{ plot.src }}">
@@ -375,6 +397,34 @@ def _settings_line(result: ExperimentResult) -> str:
     return (
         f"alpha {settings.alpha:g}, {correction} correction across all comparisons, {mode}{as_of}."
     )
+
+
+def _pairwise_rows(result: ExperimentResult) -> list[dict[str, str]]:
+    if result.pairwise is None:
+        return []
+    direction = {m.name: m.direction for m in result.experiment.metrics}
+
+    def good(p: Any) -> bool:
+        return (p.effect > 0) == (direction[p.metric] == "increase")
+
+    rows = []
+    for p in result.pairwise.itertuples(index=False):
+        relative = p.estimand == "relative"
+        fmt = format_percent if relative else format_number
+        signed = ("+" if p.effect > 0 else "") + fmt(p.effect) if math.isfinite(p.effect) else "–"
+        ok = math.isfinite(p.ci_low) and math.isfinite(p.ci_high)
+        rows.append(
+            {
+                "metric": p.metric,
+                "arm": p.arm,
+                "baseline": p.baseline,
+                "effect": signed,
+                "interval": f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]" if ok else "",
+                "p": format_p(p.p_adjusted),
+                "css": "" if not p.significant else "better" if good(p) else "worse",
+            }
+        )
+    return rows
 
 
 def _context_line(result: ExperimentResult) -> str:
@@ -427,6 +477,7 @@ def render_report(result: ExperimentResult) -> str:
         description=result.experiment.description,
         settings=_settings_line(result),
         context=_context_line(result),
+        pairwise=_pairwise_rows(result),
         arms=[
             {
                 "name": arm.name,

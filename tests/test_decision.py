@@ -3,9 +3,10 @@ decision, and progress towards the planned sample size (issue 11, items 5 and 6)
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from analysis.analyze import analyze
+from analysis.analyze import PAIRWISE_COLUMNS, analyze
 from analysis.report import render_report, to_json
 from analysis.stats import required_sample_size
 from tests.analysis_support import T0, experiment, exposure, frames, outcome
@@ -120,3 +121,24 @@ def test_progress_towards_the_planned_sample_size() -> None:
     no_plan = analyze(_experiment(), *data)
     assert no_plan.progress.planned_units_per_arm is None
     assert "Progress" not in no_plan.summary()
+
+
+def test_pairwise_comparisons_between_treatments_on_request() -> None:
+    exposures, outcomes = _events(800, {"control": 0.2, "v2": 0.3}, {"control": 0, "v2": 0},
+                                  {"control": 100.0, "v2": 100.0})  # fmt: skip
+    third = _events(800, {"control": 0.2, "v3": 0.2}, {"control": 0, "v3": 0},
+                    {"control": 100.0, "v3": 100.0})  # fmt: skip
+    v3 = [frame[frame["arm"] == "v3"] for frame in third]
+    exposures, outcomes = pd.concat([exposures, v3[0]]), pd.concat([outcomes, v3[1]])
+    arms = (("control", 0.34), ("v2", 0.33), ("v3", 0.33))
+    result = analyze(_experiment(arms=arms, pairwise=True), exposures, outcomes)
+    pairwise = result.pairwise
+    assert list(pairwise.columns) == list(PAIRWISE_COLUMNS)
+    thumbs = pairwise[pairwise["metric"] == "thumbs_up"].iloc[0]
+    assert (thumbs["arm"], thumbs["baseline"]) == ("v3", "v2")
+    assert thumbs["effect"] == pytest.approx(0.2 / 0.3 - 1)  # v3 / v2 - 1
+    assert thumbs["significant"] and thumbs["ci_high"] < 0
+    body = to_json(result)
+    assert len(body["pairwise"]) == 3  # one pair, three metrics
+    assert "Treatments against each other" in render_report(result)
+    assert analyze(_experiment(arms=arms), exposures, outcomes).pairwise is None
