@@ -89,7 +89,7 @@ def test_json_has_the_table_without_nan(result):
     assert set(data) == {
         "experiment_id", "definition_sha", "analysis", "first_exposure", "last_exposure",
         "flow_fingerprints", "as_of", "srm_p_value", "table", "guardrails", "decisions",
-        "progress",
+        "pairwise", "progress",
     }  # fmt: skip
     assert data["analysis"] == {
         "engine": "frequentist", "method": "fixed", "alpha": 0.05, "correction": "none"
