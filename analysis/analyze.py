@@ -1543,9 +1543,14 @@ def _arm_sentence(result: ExperimentResult, arm: str) -> str:
             parts.append(f"{noun} {listed} {verb} worse")
         else:
             parts.append("no guardrail is worse")
+        margins = {g.metric: g for g in result.guardrails if g.arm == arm and g.state != "fails"}
+        unjudged = [r for r in unjudged if r.metric.margin is None]
         if unjudged:
             names = ", ".join(r.metric.name for r in unjudged)
             parts.append(f"{names} cannot be judged yet")
+        parts.extend(margins[r.metric.name].sentence for r in rows if r.metric.margin and (
+            r.metric.name in margins
+        ))  # fmt: skip
         sentence += "; " + "; ".join(parts)
     return sentence + "."
 
