@@ -224,10 +224,25 @@ def _forest_plot(result: ExperimentResult, metric: str) -> str:
     hint = "higher is better" if direction == "increase" else "lower is better"
     kind = "credible intervals" if result.experiment.analysis.engine == "bayesian" else "CIs"
     level = f"{kind} as in the table"
-    ax.set_xlabel(f"lift vs {result.control} (%), {level}" if use_lift else f"difference, {level}")
+    label = f"lift vs {result.control} (%), {level}" if use_lift else f"difference, {level}"
+    points = [
+        abs(v.effect) * (100 if v.estimand == "relative" else 1)
+        for v in (r.verdict for r in rows)
+        if v is not None and math.isfinite(v.effect) and v.effect != 0
+    ]
+    if _spread_out(points):
+        ax.set_xscale("symlog", linthresh=min(points))
+        label += "; symmetric log scale: the arms' effects differ by more than 10x"
+    ax.set_xlabel(label)
     ax.set_title(f"{metric} ({hint})", fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def _spread_out(magnitudes: list[float]) -> bool:
+    """Whether effects on one axis differ so much (more than 10x) that a linear axis would
+    squash the small ones to a dot next to the large one (+10% next to +2,000%)."""
+    return len(magnitudes) > 1 and max(magnitudes) > 10 * min(magnitudes)
 
 
 def _timeline_plot(result: ExperimentResult) -> str | None:
@@ -257,7 +272,13 @@ def _timeline_plot(result: ExperimentResult) -> str | None:
         ax.axhline(0, color="#8c959f", linewidth=1, linestyle="--")
         relative = (part["estimand"] == "relative").all()
         ax.set_ylabel("lift (%)" if relative else "difference")
-        ax.set_title(metric, fontsize=10, loc="left")
+        last = part.groupby("arm")["effect"].last().abs() * (100 if relative else 1)
+        finals = [float(v) for v in last if math.isfinite(v) and v != 0]
+        title = metric
+        if _spread_out(finals):
+            ax.set_yscale("symlog", linthresh=min(finals))
+            title += " (symmetric log scale: the arms differ by more than 10x)"
+        ax.set_title(title, fontsize=10, loc="left")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=8)
     axes[-1].set_xlabel(f"cumulative, by {result.granularity} (UTC)")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from statsmodels.stats.proportion import proportion_confint
 
+from analysis import report as report_module
 from analysis.analyze import TABLE_COLUMNS, analyze, format_percent
 from analysis.report import build_report, render_report, to_csv, to_json
 from tests.analysis_support import T0, experiment, exposure, frames, outcome, write_events
@@ -159,3 +160,22 @@ def test_report_shows_context_fingerprints_and_per_arm_rate_intervals(result):
     thumbs = next(r for r in result.rows if r.metric.name == "thumbs_up" and r.arm == "control")
     low, high = proportion_confint(round(thumbs.mean * thumbs.units), thumbs.units, method="wilson")
     assert f"[{format_percent(low)}, {format_percent(high)}]" in html
+
+
+def test_an_arm_at_2000_percent_does_not_squash_one_at_10_percent():
+    control = [1.0] * 40 + [2.0] * 40
+    near = [v * 1.1 for v in control]  # +10%
+    far = [v * 21.0 for v in control]  # +2,000%
+    exposures, outcomes = [], []
+    for arm, values in (("control", control), ("v2", near), ("v3", far)):
+        for i, value in enumerate(values):
+            exposures.append(exposure(f"{arm}-{i}", arm))
+            outcomes.append(outcome(f"{arm}-{i}", arm, "cost_usd", value, T0 + 1000))
+    arms = (("control", 0.34), ("v2", 0.33), ("v3", 0.33))
+    result = analyze(experiment([{"name": "cost_usd", "kind": "mean"}], arms=arms),
+                     *frames(exposures, outcomes))  # fmt: skip
+    effects = [abs(r.verdict.effect) * 100 for r in result.rows if r.verdict is not None]
+    assert effects == pytest.approx([10.0, 2000.0])
+    assert report_module._spread_out(effects)  # so the plot uses a symmetric log axis
+    assert not report_module._spread_out([10.0, 50.0])
+    assert report_module._forest_plot(result, "cost_usd").startswith("data:image/png;base64,")
