@@ -1531,7 +1531,7 @@ def _arm_sentence(result: ExperimentResult, arm: str) -> str:
     sentence = arm + " " + " and ".join(clauses) if clauses else f"{arm} has no primary metric"
     if guardrails:
         rows = [result.row(m.name, arm) for m in guardrails]
-        worse = [r for r in rows if r.worse]
+        worse = [r for r in rows if r.worse and r.metric.margin is None]
         unjudged = [r for r in rows if _untestable(r)]
         parts = []
         if worse:
@@ -1543,7 +1543,7 @@ def _arm_sentence(result: ExperimentResult, arm: str) -> str:
             parts.append(f"{noun} {listed} {verb} worse")
         else:
             parts.append("no guardrail is worse")
-        margins = {g.metric: g for g in result.guardrails if g.arm == arm and g.state != "fails"}
+        margins = {g.metric: g for g in result.guardrails if g.arm == arm}
         unjudged = [r for r in unjudged if r.metric.margin is None]
         if unjudged:
             names = ", ".join(r.metric.name for r in unjudged)

@@ -227,7 +227,7 @@ def progress(
     to_go = (
         "reached"
         if share >= 1
-        else f"about {days:.1f} more days at {rate:,.0f} units/day"
+        else f"about {_duration(days)} more at {rate:,.0f} units/day"
         if days is not None
         else "no rate yet"
     )
@@ -236,6 +236,15 @@ def progress(
         f"{_percent(power)} power; smallest arm at {smallest:,} ({_percent(share)}): {to_go}"
     )
     return Progress(planned, smallest, share, rate, days, sentence)
+
+
+def _duration(days: float) -> str:
+    """Days, hours or minutes, whichever reads best."""
+    if days >= 1:
+        return f"{days:.1f} days"
+    if days * 24 >= 1:
+        return f"{days * 24:.1f} hours"
+    return f"{max(days * 24 * 60, 1):.0f} minutes"
 
 
 def _percent(x: float) -> str:
