@@ -145,6 +145,7 @@ STATUS_MESSAGES: dict[str, str] = {
 }
 """Plain-language reading of each row status (``Comparison.status`` plus ``"control"``)."""
 
+_SECOND_MS = 1_000
 _MINUTE_MS = 60_000
 _HOUR_MS = 60 * _MINUTE_MS
 _DAY_MS = 24 * _HOUR_MS
@@ -152,7 +153,7 @@ _WEEK_MS = 7 * _DAY_MS
 _EPS = float(np.finfo(np.float64).eps)
 _NAN = float("nan")
 
-Granularity = Literal["minute", "hour", "day", "week"]
+Granularity = Literal["second", "minute", "hour", "day", "week"]
 
 
 def status_message(status: str) -> str:
@@ -257,7 +258,7 @@ class ExperimentResult:
         Sample-ratio-mismatch p-value of ``units_per_arm`` against the arm weights.
     timeline : pandas.DataFrame
         Cumulative lift per period with :data:`TIMELINE_COLUMNS` (treatment arms only).
-    granularity : {"minute", "hour", "day", "week"}
+    granularity : {"second", "minute", "hour", "day", "week"}
         The timeline's period length.
     diagnostics : dict of str to int
         Counts of dropped or suspicious events and units.
@@ -1124,6 +1125,10 @@ def _moments(stats: ArmStats | RatioStats) -> tuple[int, float, float]:
 
 
 def _granularity(span_ms: int) -> tuple[Granularity, int]:
+    """Periods short enough for a readable curve: seconds for a run of a few minutes (a demo,
+    a load test), then minutes, hours, days, weeks."""
+    if span_ms <= 5 * _MINUTE_MS:
+        return "second", _SECOND_MS
     if span_ms <= 3 * _HOUR_MS:
         return "minute", _MINUTE_MS
     if span_ms <= 2 * _DAY_MS:

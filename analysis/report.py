@@ -285,7 +285,7 @@ def _timeline_plot(result: ExperimentResult) -> str | None:
     periods = timeline["period"].dt.tz_localize(None)
     if periods.nunique() == 1:  # one point: keep the axis to a period either side
         step = pd.Timedelta(
-            1, unit={"minute": "min", "hour": "h", "day": "D"}.get(result.granularity, "W")
+            1, unit={"second": "s", "minute": "min", "hour": "h", "day": "D"}.get(result.granularity, "W")
         )
         axes[-1].set_xlim(periods.iloc[0] - step, periods.iloc[0] + step)
     fig.autofmt_xdate()

@@ -477,3 +477,15 @@ def test_capping_winsorizes_per_unit_values_at_the_pooled_percentile():
     assert raw["mean"] > 50 and v2["mean"] < 3  # the runaway unit no longer decides the mean
     last = capped.timeline[capped.timeline["metric"] == "cost_usd"].iloc[-1]
     assert last["effect"] == pytest.approx(v2["effect"], rel=1e-9)  # same cap in the timeline
+
+
+def test_a_run_of_seconds_gets_a_timeline_by_second():
+    """A demo or a load test lasting under a minute still draws a curve, not one point."""
+    exp = experiment([COST])
+    exposures, outcomes = synthetic(exp, 200, 400, seed=4, days=1)
+    exposures = exposures.assign(ts=T0 + (exposures["ts"] - T0) % 40_000)
+    outcomes = outcomes.assign(ts=T0 + 40_000 + (outcomes["ts"] - T0) % 20_000)
+    result = analyze(exp, exposures, outcomes)
+    assert result.granularity == "second"
+    assert result.timeline["period"].nunique() > 40
+    assert timeline_units_never_shrink(result.timeline)
