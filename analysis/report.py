@@ -284,9 +284,8 @@ def _timeline_plot(result: ExperimentResult) -> str | None:
     axes[-1].set_xlabel(f"cumulative, by {result.granularity} (UTC)")
     periods = timeline["period"].dt.tz_localize(None)
     if periods.nunique() == 1:  # one point: keep the axis to a period either side
-        step = pd.Timedelta(
-            1, unit={"second": "s", "minute": "min", "hour": "h", "day": "D"}.get(result.granularity, "W")
-        )
+        units = {"second": "s", "minute": "min", "hour": "h", "day": "D"}
+        step = pd.Timedelta(1, unit=units.get(result.granularity, "W"))
         axes[-1].set_xlim(periods.iloc[0] - step, periods.iloc[0] + step)
     fig.autofmt_xdate()
     return _png(fig)
