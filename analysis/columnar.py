@@ -33,7 +33,8 @@ experiment.id), as_of)``, step by step:
    streaming moments), from which the statistics are built as the in-memory path builds them.
 
 Duplicates are found without holding every event id: rows are grouped by a 64-bit hash of
-``event_id`` and only the rare hash groups with more than one row are resolved exactly.
+(``kind``, ``event_id``) and only the rare hash groups with more than one row are resolved
+exactly (by ``event_id`` itself).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def columnar_stats(
         DuckDB's memory limit, e.g. ``"2GB"`` (default: DuckDB's, 80% of RAM). Beyond it,
         intermediate results spill to ``temp_directory``.
     temp_directory : str or Path, optional
-        Where DuckDB spills (default: DuckDB's, ``.tmp`` next to the working directory).
+        Where DuckDB spills (default: DuckDB's, ``.tmp`` in the working directory).
 
     Returns
     -------
@@ -169,11 +170,12 @@ def _files(source: Source) -> list[str]:
             return matches
         paths = [path]
     else:
-        paths = [os.fspath(p) for p in source]
+        # a file listed twice adds nothing (its events repeat), and must not be read twice
+        paths = list(dict.fromkeys(os.fspath(p) for p in source))
         if not paths:
             raise ValueError("source is an empty list of Parquet files")
     for path in paths:
-        if not Path(path).is_file():
+        if "://" not in path and not Path(path).is_file():  # URLs are DuckDB's to read
             raise FileNotFoundError(f"Parquet file not found: {path!r}")
     return paths
 
@@ -217,12 +219,13 @@ class _Query:
         self._units()
         diagnostics = self._diagnostics()
         self.relevant = diagnostics.pop("relevant")
-        aggregates = self._unit_values()
+        self._unit_values()
         caps = self._caps()
-        metrics, covariates, outcome_diag = self._arm_stats(aggregates, caps)
+        metrics, covariates, outcome_diag = self._arm_stats(caps)
         diagnostics.update(outcome_diag)
         arm_units, first, last, unit_diag = self._arm_units()
         diagnostics.update(unit_diag)
+        fingerprints = self._fingerprints()
         return ExperimentStats(
             arm_units=arm_units,
             first_exposure_ms=first,
@@ -231,12 +234,16 @@ class _Query:
             covariates=covariates,
             caps=caps,
             diagnostics={name: int(diagnostics.get(name, 0)) for name in _DIAGNOSTICS},
+            fingerprints=fingerprints,
         )
 
     # events: this experiment's rows, typed, with their position in file order
     def _source(self) -> None:
         files = "[" + ", ".join(_quote(f) for f in self.files) + "]"
-        scan = f"read_parquet({files}, file_row_number = true, union_by_name = true)"
+        several = len(self.files) > 1
+        scan = f"read_parquet({files}, file_row_number = true, union_by_name = true" + (
+            ", filename = true)" if several else ")"
+        )
         present = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         if "kind" not in present:
             raise ValueError(f"{self.files[0]}: no 'kind' column; is this an `abtest export` file?")
@@ -252,12 +259,15 @@ class _Query:
         wanted = [c for c in EXPORT_COLUMNS if c in _USED_COLUMNS]
         where = "kind IN ('exposure', 'outcome')"
         if "experiment_id" in present:
-            where += f" AND experiment_id = {_quote(self.experiment.id)}"
+            where += f" AND CAST(experiment_id AS VARCHAR) = {_quote(self.experiment.id)}"
+        ord = "file_row_number::BIGINT"
+        if several:  # the file's position in the list (filename, not file_index: DuckDB 1.0)
+            index = _index_of("filename", self.files)
+            ord = f"({index}::BIGINT << 40) + {ord}"
         self.con.execute(
             f"""
             CREATE TEMP VIEW src AS
-            SELECT {", ".join(column(c) for c in wanted)},
-                   (file_index::BIGINT << 40) + file_row_number AS ord
+            SELECT {", ".join(column(c) for c in wanted)}, {ord} AS ord
             FROM {scan}
             WHERE {where}
             """
@@ -269,9 +279,9 @@ class _Query:
         con.execute(
             """
             CREATE TEMP TABLE dup_hash AS
-            SELECT kind, hash(event_id) AS h
+            SELECT hash(kind, event_id) AS h
             FROM src WHERE event_id IS NOT NULL
-            GROUP BY ALL HAVING count(*) > 1
+            GROUP BY h HAVING count(*) > 1
             """
         )
         (candidates,) = con.execute("SELECT count(*) FROM dup_hash").fetchone()
@@ -284,7 +294,7 @@ class _Query:
             SELECT ord FROM (
                 SELECT s.ord, row_number() OVER (PARTITION BY s.kind, s.event_id ORDER BY s.ord)
                     AS rn
-                FROM src s SEMI JOIN dup_hash d ON s.kind = d.kind AND hash(s.event_id) = d.h
+                FROM src s SEMI JOIN dup_hash d ON hash(s.kind, s.event_id) = d.h
             ) WHERE rn > 1
             """
         )
@@ -300,7 +310,7 @@ class _Query:
             f"""
             CREATE TEMP TABLE units AS
             SELECT unit_id,
-                   CASE WHEN {overridden} THEN -1 ELSE a END::TINYINT AS arm,
+                   CASE WHEN {overridden} THEN -1 ELSE a END::SMALLINT AS arm,
                    start,
                    multi
             FROM (
@@ -318,6 +328,31 @@ class _Query:
             )
             """
         )
+
+    def _fingerprints(self) -> dict[str, dict[str, int]]:
+        """Per arm, the flow fingerprints its kept exposures recorded (each exposure under the
+        arm it names, overridden units left out) and how many of each."""
+        arm = _index_of("arm", self.arms)
+        overrides = list(self.experiment.overrides)
+        randomised = f"unit_id NOT IN {_in_list(overrides)}" if overrides else "TRUE"
+        rows = self.con.execute(
+            f"""
+            SELECT a, flow_fingerprint, count(*) AS n
+            FROM (
+                SELECT {arm} AS a, flow_fingerprint FROM events
+                WHERE kind = 'exposure' AND unit_id IS NOT NULL AND arm IS NOT NULL
+                  AND ts IS NOT NULL AND NOT {self.late} AND flow_fingerprint IS NOT NULL
+                  AND {randomised}
+            )
+            WHERE a IS NOT NULL
+            GROUP BY ALL
+            ORDER BY n DESC, flow_fingerprint
+            """
+        ).fetchall()
+        found: dict[str, dict[str, int]] = {name: {} for name in self.arms}
+        for a, fingerprint, n in rows:
+            found[self.arms[int(a)]][str(fingerprint)] = int(n)
+        return found
 
     def _diagnostics(self) -> dict[str, int]:
         """Counts of the events the loader keeps and of those dropped before the join."""
@@ -383,9 +418,10 @@ class _Query:
                 needs[index[name]]["pre"] = "pos" if positive else "sum"
         return needs
 
-    def _unit_values(self) -> list[str]:
-        """`unit_values`: per exposed (or overridden) unit, its arm and the per-metric
-        aggregates of its outcomes; returns the aggregate column names."""
+    def _unit_values(self) -> None:
+        """`unit_values`, a view: per exposed (or overridden) unit, its arm and the per-metric
+        aggregates of its outcomes. A view, not a table: materialising tens of millions of rows
+        costs more than aggregating again (which only percentile caps need)."""
         post = "ts >= start"
         pre = f"ts < start AND ts >= start - {self.window_ms}"
         columns = []
@@ -405,8 +441,8 @@ class _Query:
         aggregates = "".join(f",\n {c}" for c in columns)
         self.con.execute(
             f"""
-            CREATE TEMP TABLE unit_values AS
-            SELECT uid, min(arm) AS arm,
+            CREATE TEMP VIEW unit_values AS
+            SELECT uid, arm,
                    count(m)::INTEGER AS n_outcomes,
                    count(m) FILTER (ts < start)::INTEGER AS n_before,
                    count(m) FILTER ({post} AND o_arm IS DISTINCT FROM arm)::INTEGER AS n_mismatch
@@ -427,10 +463,9 @@ class _Query:
                 JOIN (SELECT rowid AS uid, unit_id, arm, start FROM units) u USING (unit_id)
                 WHERE o.m IS NOT NULL
             )
-            GROUP BY uid
+            GROUP BY uid, arm
             """
         )
-        return [c.rsplit(" AS ", 1)[1] for c in columns]
 
     def _value(self, metric: Metric, caps: dict[str, float] | None = None) -> str:
         """SQL over `unit_values`: a non-ratio metric's per-unit value (NULL where the unit
@@ -444,30 +479,37 @@ class _Query:
             value = f"(CASE WHEN n{i} > 0 THEN s{i} / n{i} END)"
         cap = (caps or {}).get(metric.name)
         if cap is not None:
-            value = f"least({value}, {cap!r}::DOUBLE)"
+            # not least(): DuckDB's least() skips NULLs, and NULL means "does not count"
+            value = f"(CASE WHEN {value} > {cap!r} THEN {cap!r}::DOUBLE ELSE {value} END)"
         return value
 
     def _caps(self) -> dict[str, float]:
+        """The cap of each capped metric: absolute, or the percentile of the per-unit values
+        of all arms pooled (all percentile caps in one pass)."""
         caps: dict[str, float] = {}
+        percentiles: list[tuple[str, str]] = []
         for metric in self.experiment.metrics:
             if metric.cap is None:
                 continue
             if metric.cap.absolute is not None:
                 caps[metric.name] = float(metric.cap.absolute)
-                continue
-            value = self._value(metric)
-            (cap,) = self.con.execute(
-                f"SELECT quantile_cont({value}, {float(metric.cap.percentile)!r}) "
-                "FROM unit_values WHERE arm >= 0"
+            else:
+                percentile = float(metric.cap.percentile)  # type: ignore[arg-type]
+                quantile = f"quantile_cont({self._value(metric)}, {percentile!r})"
+                percentiles.append((metric.name, quantile))
+        if percentiles:
+            row = self.con.execute(
+                f"SELECT {', '.join(q for _, q in percentiles)} FROM unit_values WHERE arm >= 0"
             ).fetchone()
-            if cap is not None and math.isfinite(cap):
-                caps[metric.name] = float(cap)
-        return caps
+            for (name, _), cap in zip(percentiles, row, strict=True):
+                if cap is not None and math.isfinite(cap):
+                    caps[name] = float(cap)
+        return {m.name: caps[m.name] for m in self.experiment.metrics if m.name in caps}
 
     # per-arm statistics ----------------------------------------------------------------------
 
     def _arm_stats(
-        self, aggregates: list[str], caps: dict[str, float]
+        self, caps: dict[str, float]
     ) -> tuple[
         dict[str, list[ArmStats | RatioStats]], dict[str, list[CovariateStats]], dict[str, int]
     ]:
@@ -571,7 +613,9 @@ class _Query:
         return tuple(counts), first, last, diagnostics
 
 
-_USED_COLUMNS = frozenset({"kind", "event_id", "ts", "unit_id", "arm", "metric", "value"})
+_USED_COLUMNS = frozenset(
+    {"kind", "event_id", "ts", "unit_id", "arm", "flow_fingerprint", "metric", "value"}
+)
 
 _DIAGNOSTICS = (
     "exposures",
