@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_events": "analysis.load",
     "load_events_parquet": "analysis.load",
     "analyze": "analysis.analyze",
+    "analyze_columnar": "analysis.columnar",
     "ExperimentResult": "analysis.analyze",
     "render_report": "analysis.report",
     "to_json": "analysis.report",
