@@ -21,25 +21,20 @@ only on NumPy, SciPy and :mod:`analysis.stats`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from analysis.stats import (
     Comparison,
-    ComparisonStatus,
     _cancellation_floor,
     _check_finite,
+    _compare_moments,
     _empty_comparison,
-    _interval_and_p,
-    _sequential_rho,
     _validate_count,
     _validate_test_args,
-    _welch_df,
 )
 
 __all__ = [
@@ -440,42 +435,16 @@ def compare_adjusted(
 def _compare_adjusted_arms(
     a: AdjustedArm, b: AdjustedArm, alpha: float, sequential: bool, tuning_n: float
 ) -> tuple[Comparison, float]:
-    """The comparison of two adjusted arms with ``n >= 1`` each (see compare_adjusted)."""
-    diff = b.mean - a.mean
-    m_a = a.unadjusted_mean
-    m_b = b.unadjusted_mean
-    lift = diff / m_a if m_a != 0.0 else _NAN
+    """The comparison of two adjusted arms with ``n >= 1`` each (see compare_adjusted): the
+    adjusted means with their adjusted variances, the lift over the unadjusted control mean."""
+    var_a = a.variance / a.n if a.n >= 2 else _NAN
+    var_b = b.variance / b.n if b.n >= 2 else _NAN
+    comparison = _compare_moments(
+        a.n, a.mean, var_a, b.n, b.mean, var_b, alpha, sequential, tuning_n,
+        lift_means=(a.unadjusted_mean, b.unadjusted_mean),
+    )  # fmt: skip
     if a.n < 2 or b.n < 2:
-        return _empty_comparison("TOO_FEW_UNITS", diff, lift), _NAN
-
-    var_a = a.variance / a.n
-    var_b = b.variance / b.n
-    var_diff = var_a + var_b
+        return comparison, _NAN
     var_unadjusted = a.unadjusted_variance / a.n + b.unadjusted_variance / b.n
-    reduction = 1.0 - var_diff / var_unadjusted if var_unadjusted > 0.0 else _NAN
-    if var_diff == 0.0:
-        return _empty_comparison("ZERO_VARIANCE", diff, lift), reduction
-
-    df = _welch_df(var_a, a.n, var_b, b.n)
-    rho = _sequential_rho(alpha, tuning_n)
-    n_total = a.n + b.n
-    se = math.sqrt(var_diff)
-    ci_low, ci_high, p_value = _interval_and_p(diff, se, df, n_total, alpha, sequential, rho)
-    ctbc = float(special.ndtr(diff / se))
-
-    status: ComparisonStatus = "ok"
-    lift_ci_low = lift_ci_high = lift_p = _NAN
-    if m_a == 0.0:
-        status = "ZERO_CONTROL_MEAN"
-    else:
-        var_lift = var_b / m_a**2 + var_a * m_b**2 / m_a**4
-        if var_lift == 0.0:
-            status = "ZERO_VARIANCE"
-        else:
-            lift_ci_low, lift_ci_high, lift_p = _interval_and_p(
-                lift, math.sqrt(var_lift), df, n_total, alpha, sequential, rho
-            )
-    comparison = Comparison(
-        diff, ci_low, ci_high, p_value, lift, lift_ci_low, lift_ci_high, lift_p, ctbc, status
-    )
+    reduction = 1.0 - (var_a + var_b) / var_unadjusted if var_unadjusted > 0.0 else _NAN
     return comparison, reduction

@@ -499,10 +499,20 @@ def _compare_moments(
     alpha: float,
     sequential: bool,
     tuning_n: float,
+    lift_means: tuple[float, float] | None = None,
 ) -> Comparison:
-    """Compare two arm estimates given their sampling variances (already divided by n)."""
+    """Compare two arm estimates given their sampling variances (already divided by n).
+
+    The lift is ``est_b / est_a - 1`` with the delta-method variance of that ratio, or, with
+    ``lift_means = (m_a, m_b)``, ``(est_b - est_a) / m_a`` with those means in its variance
+    (CUPED: the adjusted difference over the unadjusted control mean, as gbstats does)."""
     diff = est_b - est_a
-    lift = est_b / est_a - 1.0 if est_a != 0.0 else _NAN
+    if lift_means is None:
+        m_a, m_b = est_a, est_b
+        lift = est_b / est_a - 1.0 if est_a != 0.0 else _NAN
+    else:
+        m_a, m_b = lift_means
+        lift = diff / m_a if m_a != 0.0 else _NAN
     if n_a < 2 or n_b < 2:
         return _empty_comparison("TOO_FEW_UNITS", diff, lift)
     var_diff = var_est_a + var_est_b
@@ -518,10 +528,10 @@ def _compare_moments(
 
     status: ComparisonStatus = "ok"
     lift_ci_low = lift_ci_high = lift_p = _NAN
-    if est_a == 0.0:
+    if m_a == 0.0:
         status = "ZERO_CONTROL_MEAN"
     else:
-        var_lift = var_est_b / est_a**2 + var_est_a * est_b**2 / est_a**4
+        var_lift = var_est_b / m_a**2 + var_est_a * m_b**2 / m_a**4
         if var_lift == 0.0:
             status = "ZERO_VARIANCE"
         else:
