@@ -59,7 +59,7 @@ from analysis.stats import (
     compare_ratio,
     srm_p_value,
 )
-from analysis.sufficient import ExperimentStats
+from analysis.sufficient import DIAGNOSTICS, ExperimentStats
 from analysis.table_html import TableRow, render_table_html
 from analysis.verdict import Verdict, decide, estimand_test
 
@@ -637,25 +637,8 @@ def _prepare(
     _require(exposures, "exposures", ("unit_id", "arm"))
     _require(outcomes, "outcomes", ("unit_id", "metric", "value"))
     arms = experiment.arm_names
-    diag: dict[str, int] = {
-        "exposures": len(exposures),
-        "exposures_other_experiment": 0,
-        "exposures_after_as_of": 0,
-        "exposures_unknown_arm": 0,
-        "units": 0,
-        "units_multiple_arms": 0,
-        "units_overridden": 0,
-        "outcomes": len(outcomes),
-        "outcomes_other_experiment": 0,
-        "outcomes_after_as_of": 0,
-        "outcomes_other_metric": 0,
-        "outcomes_invalid_value": 0,
-        "outcomes_unexposed": 0,
-        "outcomes_overridden": 0,
-        "outcomes_before_exposure": 0,
-        "outcomes_arm_mismatch": 0,
-        "outcomes_used": 0,
-    }
+    diag = dict.fromkeys(DIAGNOSTICS, 0)
+    diag["exposures"], diag["outcomes"] = len(exposures), len(outcomes)
 
     # exposures that count: this experiment, up to as_of, a known arm
     e_keep = _same_experiment(exposures, experiment.id)

@@ -51,7 +51,7 @@ from abtest.experiments import Experiment, Metric
 from analysis.analyze import ExperimentResult, _as_of_ms, _base_metrics, analyze_stats
 from analysis.cuped import CovariateStats
 from analysis.stats import ArmStats, RatioStats
-from analysis.sufficient import ExperimentStats
+from analysis.sufficient import DIAGNOSTICS, ExperimentStats
 
 __all__ = ["analyze_columnar", "columnar_stats"]
 
@@ -233,7 +233,7 @@ class _Query:
             metrics=metrics,
             covariates=covariates,
             caps=caps,
-            diagnostics={name: int(diagnostics.get(name, 0)) for name in _DIAGNOSTICS},
+            diagnostics={name: int(diagnostics.get(name, 0)) for name in DIAGNOSTICS},
             fingerprints=fingerprints,
         )
 
@@ -616,27 +616,6 @@ class _Query:
 _USED_COLUMNS = frozenset(
     {"kind", "event_id", "ts", "unit_id", "arm", "flow_fingerprint", "metric", "value"}
 )
-
-_DIAGNOSTICS = (
-    "exposures",
-    "exposures_other_experiment",
-    "exposures_after_as_of",
-    "exposures_unknown_arm",
-    "units",
-    "units_multiple_arms",
-    "units_overridden",
-    "outcomes",
-    "outcomes_other_experiment",
-    "outcomes_after_as_of",
-    "outcomes_other_metric",
-    "outcomes_invalid_value",
-    "outcomes_unexposed",
-    "outcomes_overridden",
-    "outcomes_before_exposure",
-    "outcomes_arm_mismatch",
-    "outcomes_used",
-)
-"""The keys of ``ExperimentStats.diagnostics``, in the order of the in-memory path."""
 
 
 # --- statistics from the aggregates ----------------------------------------------------------

@@ -15,7 +15,28 @@ from dataclasses import dataclass, field
 from analysis.cuped import CovariateStats
 from analysis.stats import ArmStats, RatioStats
 
-__all__ = ["ExperimentStats"]
+__all__ = ["DIAGNOSTICS", "ExperimentStats"]
+
+DIAGNOSTICS: tuple[str, ...] = (
+    "exposures",
+    "exposures_other_experiment",
+    "exposures_after_as_of",
+    "exposures_unknown_arm",
+    "units",
+    "units_multiple_arms",
+    "units_overridden",
+    "outcomes",
+    "outcomes_other_experiment",
+    "outcomes_after_as_of",
+    "outcomes_other_metric",
+    "outcomes_invalid_value",
+    "outcomes_unexposed",
+    "outcomes_overridden",
+    "outcomes_before_exposure",
+    "outcomes_arm_mismatch",
+    "outcomes_used",
+)
+"""The keys of ``ExperimentStats.diagnostics``, in order, whichever path computed them."""
 
 
 @dataclass(frozen=True)
