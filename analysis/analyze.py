@@ -50,6 +50,7 @@ from analysis.decision import (
     guardrail_check,
     progress,
 )
+from analysis.formatting import format_number, format_p, format_percent
 from analysis.proportion_bounds import wilson_interval
 from analysis.stats import (
     ArmStats,
@@ -1347,34 +1348,6 @@ def _table(rows: Sequence[ArmMetricResult], correction: str) -> pd.DataFrame:
         if name not in (*_TEXT_COLUMNS, *_BOOL_COLUMNS, "units"):
             frame[name] = frame[name].astype(np.float64)
     return frame
-
-
-def format_percent(x: float) -> str:
-    """``0.041`` -> ``"4.1%"``; two decimals below 1%; ``"n/a"`` for NaN."""
-    if not math.isfinite(x):
-        return "n/a"
-    digits = 2 if 0 < abs(x) < 0.01 else 1
-    return f"{x * 100:.{digits}f}%"
-
-
-def format_number(x: float) -> str:
-    """Four significant digits, thousands separators for large values, ``"n/a"`` for NaN."""
-    if not math.isfinite(x):
-        return "n/a"
-    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
-        return f"{x:.3e}"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.4g}"
-
-
-def format_p(p: float) -> str:
-    """p-values with four decimals, ``"<0.0001"`` below that, ``"–"`` when undefined."""
-    if not math.isfinite(p):
-        return "–"
-    if p < 1e-4:
-        return "<0.0001"
-    return f"{p:.4f}"
 
 
 def _signed_number(x: float) -> str:

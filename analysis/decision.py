@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from analysis.formatting import format_percent
 from analysis.proportion_bounds import proportion_non_inferiority
 from analysis.stats import required_sample_size
 from analysis.verdict import Verdict
@@ -115,7 +116,7 @@ def _proportion_margin(row: _Row, control: _Row, alpha: float) -> GuardrailCheck
     if check.passes:
         return GuardrailCheck(metric.name, row.arm, "passes", check.sentence)
     if row.worse and _least_harm(row) > metric.margin:
-        words = f"{metric.name} harmed beyond its margin {_percent(metric.margin)}"
+        words = f"{metric.name} harmed beyond its margin {format_percent(metric.margin)}"
         return GuardrailCheck(metric.name, row.arm, "fails", words)
     return GuardrailCheck(metric.name, row.arm, "inconclusive", check.sentence)
 
@@ -158,10 +159,10 @@ def _margin_from_interval(row: _Row) -> GuardrailCheck:
     worst = max(sign * verdict.ci_low, sign * verdict.ci_high)
     best = min(sign * verdict.ci_low, sign * verdict.ci_high)
     relative = verdict.estimand == "relative"
-    shown = _percent(metric.margin) if relative else f"{metric.margin:g}"
+    shown = format_percent(metric.margin) if relative else f"{metric.margin:g}"
     if not (math.isfinite(worst) and math.isfinite(best)):
         return GuardrailCheck(metric.name, row.arm, "inconclusive", f"{metric.name}: no interval")
-    harm = _percent(worst) if relative else f"{worst:.4g}"
+    harm = format_percent(worst) if relative else f"{worst:.4g}"
     if best > metric.margin:
         state: GuardrailState = "fails"
         words = f"{metric.name} harmed beyond its margin {shown}"
@@ -232,8 +233,9 @@ def progress(
         else "no rate yet"
     )
     sentence = (
-        f"planned {planned:,} units per arm to detect a {_percent(mde)} lift with "
-        f"{_percent(power)} power; smallest arm at {smallest:,} ({_percent(share)}): {to_go}"
+        f"planned {planned:,} units per arm to detect a {format_percent(mde)} lift with "
+        f"{format_percent(power)} power; smallest arm at {smallest:,} "
+        f"({format_percent(share)}): {to_go}"
     )
     return Progress(planned, smallest, share, rate, days, sentence)
 
@@ -245,8 +247,3 @@ def _duration(days: float) -> str:
     if days * 24 >= 1:
         return f"{days * 24:.1f} hours"
     return f"{max(days * 24 * 60, 1):.0f} minutes"
-
-
-def _percent(x: float) -> str:
-    digits = 2 if 0 < abs(x) < 0.01 else 1
-    return f"{x * 100:.{digits}f}%"

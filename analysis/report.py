@@ -31,11 +31,9 @@ from analysis.analyze import (
     TABLE_COLUMNS,
     ExperimentResult,
     analyze,
-    format_number,
-    format_p,
-    format_percent,
     table_row,
 )
+from analysis.formatting import format_number, format_p, format_percent
 from analysis.load import load_events
 from analysis.table_html import STYLE, render_table
 
