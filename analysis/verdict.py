@@ -39,7 +39,7 @@ import numpy as np
 
 from analysis.bayesian import bayesian_compare
 from analysis.lift_interval import relative_lift
-from analysis.stats import ArmStats, adjust_p_values, compare
+from analysis.stats import ArmStats, _arm_moments, adjust_p_values, compare
 
 __all__ = ["Estimand", "EstimandTest", "Method", "Verdict", "decide", "estimand_test"]
 
@@ -176,7 +176,7 @@ def _bayesian(
 ) -> Verdict:
     relative = estimand == "relative" and _lift_defined(control, treatment)
     result = bayesian_compare(
-        _moments(control), _moments(treatment), relative=relative, alpha=alpha,
+        _arm_moments(control), _arm_moments(treatment), relative=relative, alpha=alpha,
         inverse=not better_up,
     )  # fmt: skip
     excludes_zero = result.ci_low > 0 or result.ci_high < 0
@@ -193,8 +193,3 @@ def _bayesian(
         chance_to_win=result.chance_to_win,
         risk=result.risk_treatment,
     )
-
-
-def _moments(arm: ArmStats) -> tuple[int, float, float]:
-    """``(n, mean, variance of the mean)``, the Bayesian engine's input."""
-    return arm.n, arm.mean, (arm.variance / arm.n if arm.n >= 2 else _NAN)
