@@ -186,11 +186,7 @@ def open_client(url: str, *, decode_responses: bool = True) -> SyncClient:
         return redis.Redis.from_url(url, retry=retry, **options)
     try:
         return redis.cluster.RedisCluster(
-            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in cluster_nodes(url)],
-            retry=retry,
-            require_full_coverage=True,
-            **_cluster_credentials(url),
-            **options,
+            **_cluster_options(url, redis.cluster.ClusterNode, retry), **options
         )
     except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
         raise _cluster_error(url, exc) from None
@@ -200,9 +196,14 @@ def _cluster_error(url: str, exc: BaseException) -> StoreError:
     return StoreError(f"REDIS_URL={shown_url(url)}: cannot use the Redis Cluster: {exc}")
 
 
-def _cluster_credentials(url: str) -> dict[str, Any]:
+def _cluster_options(url: str, node_class: Any, retry: Any) -> dict[str, Any]:
+    """What both cluster clients (blocking and asyncio) are built with: the start-up nodes of
+    the URL, its credentials and TLS, the retry policy, full slot coverage required."""
     parts = urlsplit(url)
     return {
+        "startup_nodes": [node_class(host, port) for host, port in cluster_nodes(url)],
+        "retry": retry,
+        "require_full_coverage": True,
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
         "ssl": parts.scheme.startswith("rediss"),
@@ -225,12 +226,7 @@ def async_client(url: str | None = None) -> AsyncClient:
             retry = AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), _RETRIES)
             if is_cluster_url(url):
                 client = redis.asyncio.cluster.RedisCluster(
-                    startup_nodes=[
-                        redis.asyncio.cluster.ClusterNode(h, p) for h, p in cluster_nodes(url)
-                    ],
-                    retry=retry,
-                    require_full_coverage=True,
-                    **_cluster_credentials(url),
+                    **_cluster_options(url, redis.asyncio.cluster.ClusterNode, retry),
                     **_CLIENT_OPTIONS,
                 )
             else:
