@@ -402,13 +402,24 @@ def experiment_stats(
 
 def _experiment_stats(prepared: _Prepared, experiment: Experiment) -> ExperimentStats:
     k = len(experiment.arm_names)
-    caps = _caps(prepared, experiment.metrics)
+    caps: dict[str, float] = {}
     metrics: dict[str, list[ArmStats | RatioStats]] = {}
     covariates: dict[str, list[CovariateStats]] = {}
     for metric in experiment.metrics:
-        metrics[metric.name] = _metric_stats(prepared, metric, k, caps.get(metric.name))
-        if experiment.analysis.cuped and metric.kind != "ratio":
-            pairs = _covariate_stats(prepared, experiment, metric, k, caps.get(metric.name))
+        if metric.kind == "ratio":
+            num, den = _ratio_values(prepared, metric)
+            metrics[metric.name] = list(
+                _ratio_stats(prepared.unit_arm[prepared.exposed], num, den, k)
+            )
+            continue
+        units, values = _unit_values(prepared, metric)
+        cap = _cap(metric, values)
+        if cap is not None:
+            caps[metric.name] = cap
+            values = np.minimum(values, cap)
+        metrics[metric.name] = list(_arm_stats(prepared.unit_arm[units], values, k))
+        if experiment.analysis.cuped:
+            pairs = _covariate_stats(prepared, experiment, metric, units, values, k)
             if pairs is not None:
                 covariates[metric.name] = pairs
     starts = prepared.unit_start[prepared.exposed]
@@ -925,18 +936,6 @@ def _ratio_values(prepared: _Prepared, metric: Metric) -> tuple[np.ndarray, np.n
     return parts[0], parts[1]
 
 
-def _metric_stats(
-    prepared: _Prepared, metric: Metric, k: int, cap: float | None = None
-) -> list[ArmStats | RatioStats]:
-    if metric.kind == "ratio":
-        num, den = _ratio_values(prepared, metric)
-        return list(_ratio_stats(prepared.unit_arm[prepared.exposed], num, den, k))
-    units, values = _unit_values(prepared, metric)
-    if cap is not None:
-        values = np.minimum(values, cap)
-    return list(_arm_stats(prepared.unit_arm[units], values, k))
-
-
 @dataclass(frozen=True)
 class _Cuped:
     adjusted: list[ArmStats]  # per arm: the centred adjusted mean and the adjusted variance
@@ -945,16 +944,19 @@ class _Cuped:
 
 
 def _covariate_stats(
-    prepared: _Prepared, experiment: Experiment, metric: Metric, k: int, cap: float | None
+    prepared: _Prepared,
+    experiment: Experiment,
+    metric: Metric,
+    units: np.ndarray,
+    y: np.ndarray,
+    k: int,
 ) -> list[CovariateStats] | None:
     """Per arm, the outcome and covariate statistics CUPED needs for one mean or proportion
     metric (:mod:`analysis.cuped`): each unit's covariate is its pre-exposure value of
     ``metric.covariate`` (default: the metric itself) within ``analysis.cuped_window_days``
     before its first exposure, 0 without pre-exposure events. None when the covariate has no
-    variance (no pre-exposure data): the plain analysis applies."""
-    units, y = _unit_values(prepared, metric)
-    if cap is not None:
-        y = np.minimum(y, cap)
+    variance (no pre-exposure data): the plain analysis applies. `units` and `y` are the
+    metric's units and (capped) per-unit values."""
     x = _pre_values(prepared, experiment, metric.covariate or metric.name)[units]
     if len(x) < 2 or not np.any(x != x[0]):
         return None
@@ -996,20 +998,13 @@ def _pre_values(prepared: _Prepared, experiment: Experiment, name: str) -> np.nd
     return np.bincount(units, weights=weights, minlength=prepared.n_codes + 1)
 
 
-def _caps(prepared: _Prepared, metrics: Sequence[Metric]) -> dict[str, float]:
-    """The cap of each capped mean metric: its absolute value, or the percentile of the
-    per-unit values of all arms pooled (:func:`analysis.capping.cap_values`)."""
-    caps = {}
-    for metric in metrics:
-        if metric.cap is None:
-            continue
-        _, values = _unit_values(prepared, metric)
-        _, cap = cap_values(
-            [values], absolute=metric.cap.absolute, percentile=metric.cap.percentile
-        )
-        if math.isfinite(cap):
-            caps[metric.name] = cap
-    return caps
+def _cap(metric: Metric, values: np.ndarray) -> float | None:
+    """The metric's cap, if it has one: its absolute value, or the percentile of the per-unit
+    `values` of all arms pooled (:func:`analysis.capping.cap_values`)."""
+    if metric.cap is None:
+        return None
+    _, cap = cap_values([values], absolute=metric.cap.absolute, percentile=metric.cap.percentile)
+    return cap if math.isfinite(cap) else None
 
 
 def _floor(m2: np.ndarray, n: np.ndarray, sum_sq: np.ndarray) -> np.ndarray:
