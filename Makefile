@@ -23,8 +23,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Test oracle: GrowthBook's statistics package, which the CUPED and Bayesian tests must equal.
+# Its metadata pins pandas<2 and numpy<2 (so it cannot be a resolvable dev extra next to the
+# platform's pandas 2), but the modules the tests import run on pandas 2 and numpy 2, and their
+# remaining requirements (scipy, pydantic, packaging, nbformat) come with the dev extra: install
+# it without its pins.
+ORACLES := gbstats==0.8.0
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps '$(ORACLES)'
 	touch $(STAMP)
 
 lint: $(STAMP)

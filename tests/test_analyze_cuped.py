@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis.analyze import analyze
-from tests.analysis_support import T0, experiment
-from tests.oracles.gbstats.frequentist.tests import FrequentistConfig, TwoSidedTTest
-from tests.oracles.gbstats.models.statistics import (
+from gbstats.frequentist.tests import FrequentistConfig, TwoSidedTTest
+from gbstats.models.statistics import (
     RegressionAdjustedStatistic,
     SampleMeanStatistic,
 )
+
+from analysis.analyze import analyze
+from tests.analysis_support import T0, experiment
 
 DAY = 86_400_000
 

@@ -20,22 +20,22 @@ import warnings
 from fractions import Fraction
 
 import pytest
+from gbstats.bayesian.tests import (
+    EffectBayesianABTest,
+    EffectBayesianConfig,
+    GaussianPrior,
+)
+from gbstats.models.statistics import (
+    ProportionStatistic,
+    RatioStatistic,
+    SampleMeanStatistic,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 from scipy import stats as sps
 
 from analysis.bayesian import BayesianResult, bayesian_compare
-from tests.oracles.gbstats.bayesian.tests import (
-    EffectBayesianABTest,
-    EffectBayesianConfig,
-    GaussianPrior,
-)
-from tests.oracles.gbstats.models.statistics import (
-    ProportionStatistic,
-    RatioStatistic,
-    SampleMeanStatistic,
-)
 
 RTOL = 1e-9  # relative to |posterior mean| + posterior sd; far inside the required 1e-6
 PTOL = 1e-12  # absolute, for the chance to win

@@ -1,4 +1,4 @@
-"""Tests for analysis.cuped, checked against the vendored gbstats 0.8.0 (tests/oracles/gbstats).
+"""Tests for analysis.cuped, checked against gbstats 0.8.0 (the test oracle the Makefile installs).
 
 Identity with gbstats (``RegressionAdjustedStatistic`` + ``TwoSidedTTest`` /
 ``SequentialTwoSidedTTest``) is asserted to ``ORACLE_TOL = 1e-6`` (absolute) on point
@@ -13,6 +13,18 @@ import math
 
 import numpy as np
 import pytest
+from gbstats.frequentist.tests import (
+    FrequentistConfig,
+    FrequentistTestResult,
+    SequentialConfig,
+    SequentialTwoSidedTTest,
+    TwoSidedTTest,
+)
+from gbstats.models.statistics import (
+    RegressionAdjustedStatistic,
+    SampleMeanStatistic,
+    compute_theta,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,18 +36,6 @@ from analysis.cuped import (
     pooled_theta,
 )
 from analysis.stats import ArmStats, Comparison, compare
-from tests.oracles.gbstats.frequentist.tests import (
-    FrequentistConfig,
-    FrequentistTestResult,
-    SequentialConfig,
-    SequentialTwoSidedTTest,
-    TwoSidedTTest,
-)
-from tests.oracles.gbstats.models.statistics import (
-    RegressionAdjustedStatistic,
-    SampleMeanStatistic,
-    compute_theta,
-)
 
 ORACLE_TOL = 1e-6
 MOMENT_REL = 1e-9

@@ -1,3 +1,0 @@
-"""Top-level package for GrowthBook Stats."""
-
-__version__ = "0.8.0"
