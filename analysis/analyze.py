@@ -29,7 +29,6 @@ randomised and are left out (``units_overridden``).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ from analysis.stats import (
     compare_ratio,
     srm_p_value,
 )
-from analysis.sufficient import DIAGNOSTICS, ExperimentStats
+from analysis.sufficient import DIAGNOSTICS, ExperimentStats, as_of_ms, event_metrics
 from analysis.table_html import TableRow, render_table_html
 from analysis.verdict import Verdict, decide, estimand_test
 
@@ -384,7 +383,7 @@ def analyze(
     ``arm`` field says (mismatches are counted in ``outcomes_arm_mismatch``). Exposures naming
     an arm the definition does not have are dropped (``exposures_unknown_arm``).
     """
-    cutoff = _as_of_ms(as_of)
+    cutoff = as_of_ms(as_of)
     prepared = _prepare(experiment, exposures, outcomes, cutoff)
     stats = _experiment_stats(prepared, experiment)
     timeline, granularity = _timeline(prepared, experiment, stats.caps)
@@ -396,7 +395,7 @@ def experiment_stats(
 ) -> ExperimentStats:
     """The sufficient statistics :func:`analyze` works from (the in-memory path; see
     :mod:`analysis.sufficient`)."""
-    prepared = _prepare(experiment, exposures, outcomes, _as_of_ms(as_of))
+    prepared = _prepare(experiment, exposures, outcomes, as_of_ms(as_of))
     return _experiment_stats(prepared, experiment)
 
 
@@ -666,7 +665,7 @@ def _prepare(
     e_keep &= ~unknown
 
     # outcomes that may count: this experiment, up to as_of, a metric some metric uses
-    base = _base_metrics(experiment.metrics)
+    base = event_metrics(experiment.metrics)
     o_keep = _same_experiment(outcomes, experiment.id)
     diag["outcomes_other_experiment"] = int((~o_keep).sum())
     o_ts = _timestamps_ms(outcomes, "outcomes")
@@ -797,16 +796,6 @@ def _require(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
         )
 
 
-def _base_metrics(metrics: Sequence[Metric]) -> tuple[str, ...]:
-    names: list[str] = []
-    for metric in metrics:
-        parts = (metric.numerator, metric.denominator) if metric.kind == "ratio" else (metric.name,)
-        for part in (*parts, metric.covariate):
-            if part is not None and part not in names:
-                names.append(part)
-    return tuple(names)
-
-
 def _same_experiment(frame: pd.DataFrame, experiment_id: str) -> np.ndarray:
     if "experiment_id" not in frame.columns or len(frame) == 0:
         return np.ones(len(frame), dtype=bool)
@@ -883,24 +872,6 @@ def _unit_code_lookup(units: pd.Series, codes: np.ndarray, wanted: dict[str, str
     """Codes of the units whose id is in ``wanted``."""
     mask = units.astype(str).isin(list(wanted)).to_numpy()
     return np.unique(codes[mask])
-
-
-def _as_of_ms(as_of: Any) -> int | None:
-    if as_of is None:
-        return None
-    if isinstance(as_of, bool):
-        raise ValueError(f"as_of must be a time, got {as_of!r}")
-    if isinstance(as_of, int | np.integer):
-        return int(as_of)
-    try:
-        stamp = pd.Timestamp(as_of)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"as_of ({as_of!r}) is not a time: {exc}") from None
-    if stamp is pd.NaT:
-        raise ValueError(f"as_of ({as_of!r}) is not a time")
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(dt.UTC)
-    return int((stamp - pd.Timestamp(0, tz=dt.UTC)) // pd.Timedelta(milliseconds=1))
 
 
 # --- per-unit values and sufficient statistics ---------------------------------------------

@@ -48,10 +48,10 @@ from typing import Any
 
 from abtest.event_fields import EXPORT_COLUMNS
 from abtest.experiments import Experiment, Metric
-from analysis.analyze import ExperimentResult, _as_of_ms, _base_metrics, analyze_stats
+from analysis.analyze import ExperimentResult, analyze_stats
 from analysis.cuped import CovariateStats
 from analysis.stats import ArmStats, RatioStats
-from analysis.sufficient import DIAGNOSTICS, ExperimentStats
+from analysis.sufficient import DIAGNOSTICS, ExperimentStats, as_of_ms, event_metrics
 
 __all__ = ["analyze_columnar", "columnar_stats"]
 
@@ -92,7 +92,7 @@ def analyze_columnar(
     -------
     ExperimentResult
     """
-    cutoff = _as_of_ms(as_of)
+    cutoff = as_of_ms(as_of)
     stats = columnar_stats(experiment, source, cutoff, **duckdb_options)
     return analyze_stats(experiment, stats, cutoff)
 
@@ -140,7 +140,7 @@ def columnar_stats(
     """
     import duckdb
 
-    cutoff = _as_of_ms(as_of)
+    cutoff = as_of_ms(as_of)
     files = _files(source)
     config: dict[str, Any] = {"preserve_insertion_order": False}
     if threads is not None:
@@ -208,7 +208,7 @@ class _Query:
         self.files = files
         self.cutoff = cutoff
         self.arms = experiment.arm_names
-        self.base = _base_metrics(experiment.metrics)
+        self.base = event_metrics(experiment.metrics)
         self.window_ms = int(experiment.analysis.cuped_window_days * _DAY_MS)
         self.relevant = 0
         self.late = "FALSE" if cutoff is None else f"(ts > {int(cutoff)})"

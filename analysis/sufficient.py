@@ -10,12 +10,19 @@ analysis needs, which is what lets it scale past memory.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from abtest.experiments import Metric
 from analysis.cuped import CovariateStats
 from analysis.stats import ArmStats, RatioStats
 
-__all__ = ["DIAGNOSTICS", "ExperimentStats"]
+__all__ = ["DIAGNOSTICS", "ExperimentStats", "as_of_ms", "event_metrics"]
 
 DIAGNOSTICS: tuple[str, ...] = (
     "exposures",
@@ -71,3 +78,39 @@ class ExperimentStats:
     caps: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, int] = field(default_factory=dict)
     fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def event_metrics(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    """The event metric names an analysis reads: each metric, a ratio's two parts, covariates.
+
+    Both aggregation paths filter outcomes to these names first, so they must agree on them.
+    """
+    names: list[str] = []
+    for metric in metrics:
+        parts = (metric.numerator, metric.denominator) if metric.kind == "ratio" else (metric.name,)
+        for part in (*parts, metric.covariate):
+            if part is not None and part not in names:
+                names.append(part)
+    return tuple(names)
+
+
+def as_of_ms(as_of: Any) -> int | None:
+    """``as_of`` (epoch ms, datetime or ISO string; naive means UTC) as epoch milliseconds.
+
+    One parser for both aggregation paths, so a cutoff means the same instant in each.
+    """
+    if as_of is None:
+        return None
+    if isinstance(as_of, bool):
+        raise ValueError(f"as_of must be a time, got {as_of!r}")
+    if isinstance(as_of, int | np.integer):
+        return int(as_of)
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"as_of ({as_of!r}) is not a time: {exc}") from None
+    if stamp is pd.NaT:
+        raise ValueError(f"as_of ({as_of!r}) is not a time")
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(dt.UTC)
+    return int((stamp - pd.Timestamp(0, tz=dt.UTC)) // pd.Timedelta(milliseconds=1))
