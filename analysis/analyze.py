@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 
 from abtest.experiments import Experiment, Metric
+from abtest.fingerprints import Manifest
 from analysis.capping import cap_values
 from analysis.cuped import CovariateStats, adjust, compare_adjusted, pooled_theta
 from analysis.decision import (
@@ -271,6 +272,9 @@ class ExperimentResult:
         When the first and the last analysed unit entered the experiment.
     fingerprints : dict of str to dict of str to int
         Per arm, the flow fingerprints its exposures recorded, with their counts.
+    manifests : dict of str to abtest.fingerprints.Manifest
+        What each fingerprint stands for (its prompts, with the registry version a label
+        resolved to), when the results were read from the store (:func:`analyze_stored`).
     pairwise : pandas.DataFrame or None
         With ``analysis: {pairwise: true}``, every treatment against every other treatment
         (:data:`PAIRWISE_COLUMNS`), corrected as its own family of comparisons.
@@ -292,6 +296,7 @@ class ExperimentResult:
     last_exposure: pd.Timestamp | None = None
     fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
     pairwise: pd.DataFrame | None = None
+    manifests: dict[str, Manifest] = field(default_factory=dict)
 
     @property
     def experiment_id(self) -> str:

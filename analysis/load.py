@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 
 from abtest.event_fields import EXPOSURE_FIELDS, OUTCOME_FIELDS, stream_key
+from abtest.fingerprints import Manifest, read_manifests
 from abtest.settings import cluster_nodes, is_cluster_url
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "empty_events",
     "load_events",
     "load_events_parquet",
+    "load_manifests",
 ]
 
 EXPOSURE_COLUMNS: tuple[str, ...] = (*EXPOSURE_FIELDS[:2], "time", *EXPOSURE_FIELDS[2:])
@@ -67,6 +69,28 @@ _REQUIRED = {
 
 DEFAULT_BATCH = 10_000
 """Events per XRANGE call: large enough to amortise round trips, small enough to stream."""
+
+
+def load_manifests(experiment_id: str, redis: Any) -> dict[str, Manifest]:
+    """What each flow fingerprint of the experiment stands for (its arm and prompts, with the
+    registry version a label resolved to), by fingerprint; see :mod:`abtest.fingerprints`.
+
+    ``redis`` is what :func:`load_events` takes: a client, a ``RedisCluster`` or a URL.
+    """
+    if not isinstance(redis, str):
+        return read_manifests(redis, experiment_id)
+    import redis as redis_py
+    from redis.cluster import ClusterNode, RedisCluster
+
+    client: Any = (
+        RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in cluster_nodes(redis)])
+        if is_cluster_url(redis)
+        else redis_py.Redis.from_url(redis)
+    )
+    try:
+        return read_manifests(client, experiment_id)
+    finally:
+        client.close()
 
 
 def empty_events() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -34,7 +34,7 @@ from analysis.analyze import (
     table_row,
 )
 from analysis.formatting import format_number, format_p, format_percent
-from analysis.load import load_events
+from analysis.load import load_events, load_manifests
 from analysis.table_html import STYLE, render_table
 
 __all__ = [
@@ -114,6 +114,16 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         "first_exposure": _time(result.first_exposure),
         "last_exposure": _time(result.last_exposure),
         "flow_fingerprints": result.fingerprints,
+        "fingerprint_prompts": {
+            fp: {
+                "arm": m.arm,
+                "prompts": {
+                    node: {k: use[k] for k in ("prompt_id", "version", "sha256") if k in use}
+                    for node, use in m.prompts.items()
+                },
+            }
+            for fp, m in sorted(result.manifests.items())
+        },
         "as_of": _time(result.as_of),
         "srm_p_value": _plain(float(result.srm_p_value)),
         "table": rows,
@@ -347,11 +357,13 @@ _REPORT_TEMPLATE = """<!DOCTYPE html>
 <h2>Arms</h2>
 <table class="results">
 <thead><tr><th class="text">arm</th><th>weight</th><th class="text">config</th>
-<th class="text">modules</th><th class="text">flow fingerprints seen (exposures)</th></tr></thead>
+<th class="text">modules</th>
+<th class="text">flow fingerprints seen (exposures): prompt versions</th></tr></thead>
 <tbody>
 {% for a in arms %}<tr><td class="text">{{ a.name }}</td><td>{{ a.weight }}</td>
 <td class="text"><code>{{ a.config }}</code></td><td class="text">{{ a.modules }}</td>
-<td class="text">{{ a.fingerprints }}</td></tr>
+<td class="text">{% for f in a.fingerprints %}<code>{{ f.fp }}</code> ({{ f.count }})
+{%- if f.prompts %}: {{ f.prompts }}{% endif %}<br>{% else %}–{% endfor %}</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -502,10 +514,7 @@ def render_report(result: ExperimentResult) -> str:
                 "weight": format_percent(arm.weight),
                 "config": json.dumps(arm.config, sort_keys=True),
                 "modules": ", ".join(result.experiment.modules_for(arm)),
-                "fingerprints": ", ".join(
-                    f"{fp[:12]} ({n:,})" for fp, n in result.fingerprints.get(arm.name, {}).items()
-                )
-                or "–",
+                "fingerprints": _fingerprint_rows(result, arm.name),
             }
             for arm in result.experiment.arms
         ],
@@ -583,12 +592,29 @@ def _check_format(fmt: str) -> None:
         raise ValueError(f"unknown format {fmt!r}; expected 'html', 'json' or 'csv'")
 
 
+def _fingerprint_rows(result: ExperimentResult, arm: str) -> list[dict[str, str]]:
+    """An arm's fingerprints with their exposure counts and, when recorded, the prompt
+    versions behind each (a registry label shows the version it resolved to)."""
+    rows = []
+    for fp, count in result.fingerprints.get(arm, {}).items():
+        manifest = result.manifests.get(fp)
+        rows.append(
+            {
+                "fp": fp[:12],
+                "count": f"{count:,}",
+                "prompts": manifest.versions() if manifest is not None else "",
+            }
+        )
+    return rows
+
+
 def analyze_stored(experiment: Experiment, redis: Any, as_of: Any = None) -> ExperimentResult:
     """Load an experiment's events from Redis, a client or a URL (see
     :func:`analysis.load.load_events`), and analyse them: what the API, the demo and
     `build_report` share."""
     exposures, outcomes = load_events(experiment.id, redis)
-    return analyze(experiment, exposures, outcomes, as_of=as_of)
+    result = analyze(experiment, exposures, outcomes, as_of=as_of)
+    return dataclasses.replace(result, manifests=load_manifests(experiment.id, redis))
 
 
 def render(result: ExperimentResult, fmt: Format = "html") -> str:

@@ -114,3 +114,51 @@ def test_push_checks_placeholders_against_the_bound_node(bound: Path) -> None:
     )
     listed = runner.invoke(app, ["prompts", "list"])
     assert "final-summary@2 (latest); labels: production -> @1" in listed.output
+
+
+def test_the_report_shows_which_registry_version_each_fingerprint_resolved_to(
+    bound: Path, redis_client, redis_url, monkeypatch
+) -> None:
+    """A label moved mid-experiment: the exposures before and after carry two fingerprints,
+    and the report says which registry version each stands for (and the control's, from an
+    assignment without a run)."""
+    from abtest.experiments import load_experiments
+    from abtest.prompts import PromptRegistry
+    from analysis.report import analyze_stored, render, to_json
+
+    PromptRegistry(redis_client).push("final-summary", TEMPLATE + "\nBe brief.")
+    monkeypatch.setenv("ABTEST_PROMPT_CACHE_TTL", "0")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "abtest.cli", "serve", "--port", str(port), "-e", str(bound)],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}/v1/experiments/{EXPERIMENT}"
+    try:
+        wait_for_health(server, port)
+        arms = {}
+        for i in range(60):
+            body = httpx.post(f"{base}/assign", json={"unit_id": f"u{i}"}, timeout=10).json()
+            arms.setdefault(body["arm"], f"u{i}")
+        first = httpx.post(f"{base}/run", json=run_body(arms["v2"]), timeout=30)
+        PromptRegistry(redis_client).label("final-summary", "production", 2)
+        second = httpx.post(f"{base}/run", json=run_body(arms["v2"]), timeout=30)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=10)
+    assert first.status_code == second.status_code == 200, stderr
+    experiment = load_experiments(bound)[EXPERIMENT]
+    result = analyze_stored(experiment, redis_url)
+    versions = {
+        fp: result.manifests[fp].prompts[FINAL]["version"] for fp in result.fingerprints["v2"]
+    }
+    assert sorted(versions.values()) == ["final-summary@1", "final-summary@2"]
+    (control_fp,) = result.fingerprints["control"]
+    assert result.manifests[control_fp].arm == "control"
+    html = render(result, "html")
+    assert "final-summary@1" in html and "final-summary@2" in html
+    prompts = to_json(result)["fingerprint_prompts"]
+    assert {prompts[fp]["prompts"][FINAL]["version"] for fp in versions} == set(versions.values())

@@ -89,8 +89,8 @@ def test_json_has_the_table_without_nan(result):
     data = to_json(result)
     assert set(data) == {
         "experiment_id", "definition_sha", "analysis", "first_exposure", "last_exposure",
-        "flow_fingerprints", "as_of", "srm_p_value", "table", "guardrails", "decisions",
-        "pairwise", "progress",
+        "flow_fingerprints", "fingerprint_prompts", "as_of", "srm_p_value", "table",
+        "guardrails", "decisions", "pairwise", "progress",
     }  # fmt: skip
     assert data["analysis"] == {
         "engine": "frequentist", "method": "fixed", "alpha": 0.05, "correction": "none"
@@ -153,7 +153,7 @@ def test_report_of_an_experiment_without_events_renders():
 
 def test_report_shows_context_fingerprints_and_per_arm_rate_intervals(result):
     html = render_report(result)
-    assert "bbbbbbbbbbbb (6)" in html and "bbbbbbbbbbbb (7)" in html  # exposures per arm
+    assert "<code>bbbbbbbbbbbb</code> (6)" in html and "<code>bbbbbbbbbbbb</code> (7)" in html
     assert f"definition sha256 {result.experiment.definition_sha[:12]}" in html
     assert "First exposure " in html
     assert to_json(result)["flow_fingerprints"] == {"control": {"b" * 64: 6}, "v2": {"b" * 64: 7}}

@@ -21,6 +21,7 @@ from abtest.api.middleware import RequestGuard
 from abtest.api.routes import admin_router, experiments_router, outcomes_router, service_router
 from abtest.api.state import load_platform, reload_platform
 from abtest.events import AckPolicy, EventLog
+from abtest.fingerprints import ManifestRecorder
 from abtest.platform import Platform
 from abtest.settings import Settings, get_settings
 from abtest.telemetry import Telemetry
@@ -42,6 +43,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     platform = app.state.platform_override or load_platform(settings, app.state.prompt_registry)
     client = await store.connect_async(url)
     app.state.redis = client
+    app.state.manifests = ManifestRecorder()
     event_log = EventLog(
         client,
         settings.spool_path,

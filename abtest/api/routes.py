@@ -31,7 +31,7 @@ from abtest.api.models import (
     RunOut,
 )
 from abtest.api.run_request import RUN_BODY, read_run_request
-from abtest.api.state import Services, ServicesDep, reload_platform
+from abtest.api.state import Services, ServicesDep, reload_platform, services_of
 from abtest.event_fields import EventError, Exposure
 from abtest.events import EventLog
 from abtest.flows import FlowInputError
@@ -106,6 +106,7 @@ async def _assign(
     if event is not None:
         await services.event_log.append([event])
         services.telemetry.exposures_accepted.inc()
+        await services.record_manifest(experiment_id, event.flow_fingerprint, assignment.arm)
     arm = services.platform.experiments[experiment_id].arm(assignment.arm)
     return AssignOut(
         experiment_id=experiment_id,
@@ -127,7 +128,7 @@ async def assign_get(
     """The unit's arm and the arm's config; logs an exposure when the unit is in the
     experiment."""
     state = request.app.state
-    services = Services(state.platform, state.event_log, state.telemetry, state.redis_url)
+    services = services_of(state)
     return await _assign(experiment_id, AssignIn(unit_id=unit_id), services)
 
 
@@ -205,6 +206,10 @@ async def run(
         exposures = sum(1 for e in done.events if isinstance(e, Exposure))
         services.telemetry.exposures_accepted.inc(exposures)
         services.telemetry.outcomes_accepted.inc(len(done.events) - exposures)
+        if exposures:
+            await services.record_manifest(
+                experiment_id, done.result.fingerprint, done.assignment.arm, done.result.prompts
+            )
     out = RunOut.model_validate(done.as_dict())
     result = done.result
     if result.error is not None:

@@ -8,6 +8,7 @@ never replaces what is live.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from abtest.api.errors import ApiError
 from abtest.events import EventLog
 from abtest.experiments import ExperimentFileError
+from abtest.fingerprints import ManifestRecorder, PromptRecord
 from abtest.flows import FlowConfigError
 from abtest.platform import Platform, platform_options
 from abtest.settings import Settings
@@ -33,11 +35,38 @@ class Services:
     event_log: EventLog
     telemetry: Telemetry
     redis_url: str
+    redis: Any
+    manifests: ManifestRecorder
+
+    async def record_manifest(
+        self,
+        experiment_id: str,
+        fingerprint: str,
+        arm: str,
+        prompts: Mapping[str, PromptRecord] | None = None,
+    ) -> None:
+        """Write the fingerprint's prompts once (see `abtest.fingerprints`): a run's own
+        templates, or for an assignment the ones the arm resolves to now, from which its
+        fingerprint was just computed."""
+        if prompts is None:
+            prompts = self.platform.flows.prompts(experiment_id, arm)
+        await self.manifests.record(self.redis, experiment_id, fingerprint, arm, prompts)
+
+
+def services_of(state: Any) -> Services:
+    """The services on an app's `state` (routes that cannot take the dependency use it)."""
+    return Services(
+        state.platform,
+        state.event_log,
+        state.telemetry,
+        state.redis_url,
+        state.redis,
+        state.manifests,
+    )
 
 
 async def get_services(request: Request) -> Services:
-    state = request.app.state
-    return Services(state.platform, state.event_log, state.telemetry, state.redis_url)
+    return services_of(request.app.state)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
