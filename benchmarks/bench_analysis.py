@@ -85,6 +85,7 @@ GOAL_EVENTS = 100_000_000
 GOAL_SECONDS = 600
 GOAL_RSS_MB = 4096
 PARQUET_BYTES_PER_EVENT = 40  # ~32 measured (zstd, random 32-hex event ids), with margin
+PANDAS_MEMORY_SHARE = 0.7  # the pandas path runs on a size only if projected to fit in this
 SPILL_RESERVE_BYTES = 12 << 30  # room for DuckDB's spill files (~8 GB measured at 100M)
 
 EXPERIMENT = {
@@ -368,6 +369,34 @@ def _run_child(args: list[str], watch: Path | None = None) -> dict:
     return figures
 
 
+def _available_mb() -> float:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping)."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def _pandas_fits(events: int, first: dict | None, first_run: dict | None) -> tuple[bool, str]:
+    """Whether the pandas path can hold `events`: its peak RSS above the imports grows
+    linearly with events, so it is projected from the first (smallest) size and must stay
+    under 70% of the memory available now. The largest size that fits is the pandas path's
+    "largest it can hold"."""
+    if first is None or first_run is None:
+        return True, ""
+    first_events = first_run["units"] + first_run["outcomes"]
+    per_event = (first["peak_rss_mb"] - first["rss_before_mb"]) / first_events
+    projected = first["rss_before_mb"] + per_event * events
+    budget = PANDAS_MEMORY_SHARE * _available_mb()
+    if projected <= budget:
+        return True, ""
+    return False, (
+        f"projected peak RSS {projected:,.0f} MB > {budget:,.0f} MB "
+        f"({PANDAS_MEMORY_SHARE:.0%} of the memory available)"
+    )
+
+
 def bench_columnar(sizes: Sizes = FULL) -> dict:
     root = Path(os.environ.get("BENCH_TMPDIR") or tempfile.gettempdir())
     tmp = Path(tempfile.mkdtemp(prefix="bench-columnar-", dir=root))
@@ -402,10 +431,14 @@ def bench_columnar(sizes: Sizes = FULL) -> dict:
                 write_seconds=write_s,
                 repeats=repeats,
             )
-            if i == 0:
+            first_pandas = runs[0].get("pandas_parquet") if runs else None
+            fits, why = _pandas_fits(events, first_pandas, runs[0] if runs else None)
+            if fits:
                 figures["pandas_parquet"] = _run_child(
                     ["--child-pandas-parquet", str(path), str(repeats)]
                 )
+            else:
+                figures["pandas_skipped"] = why
             runs.append(figures)
             path.unlink()  # keep the disk peak to one file at a time
     finally:
@@ -468,6 +501,18 @@ def _columnar_lines(columnar: dict, analyze_figures: dict) -> list[str]:
             f"{run['seconds'] / pq_run['seconds']:.2f}x, peak RSS "
             f"{run['peak_rss_mb'] / pq_run['peak_rss_mb']:.2f}x"
         )
+    for run in columnar["runs"][1:]:
+        events = run["units"] + run["outcomes"]
+        if "pandas_parquet" in run:
+            pq_run = run["pandas_parquet"]
+            lines.append(
+                f"  pandas (load_events_parquet + analyze) on {events:,} events: "
+                f"{pq_run['seconds']:.1f} s, peak RSS {pq_run['peak_rss_mb']:,.0f} MB; "
+                f"columnar / pandas: time {run['seconds'] / pq_run['seconds']:.2f}x, peak RSS "
+                f"{run['peak_rss_mb'] / pq_run['peak_rss_mb']:.2f}x"
+            )
+        else:
+            lines.append(f"  pandas not run on {events:,} events: {run['pandas_skipped']}")
     parquet = sum(r["parquet_mb"] for r in columnar["runs"])
     spill_peak = max((r["spill_peak_mb"] for r in columnar["runs"]), default=0.0)
     sizes = " + ".join(f"{r['parquet_mb']:,.0f}" for r in columnar["runs"]) or "0"
