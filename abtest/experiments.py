@@ -159,6 +159,32 @@ class AnalysisSettings(_Frozen):
         return "sequential" if self.sequential else "fixed"
 
 
+class Safety(_Frozen):
+    """Safe rollouts (DESIGN.md): stop a treatment arm automatically when a guardrail shows
+    it harmful beyond its `margin`, judged by an always-valid sequential test (so checking
+    every `check_every_s` seconds does not inflate the false-stop rate above `alpha`)."""
+
+    auto_stop: bool = True
+    #: Always-valid level of a stop: the chance an arm no worse than control is ever stopped.
+    alpha: float = Field(default=0.01, gt=0, le=0.5)
+    #: Units per arm (control and the treatment) before any decision about that treatment.
+    min_units: int = Field(default=200, ge=1)
+    check_every_s: float = Field(default=30.0, ge=1, allow_inf_nan=False)
+    #: URL that receives a JSON notice (POST) on each automatic stop.
+    webhook: str | None = None
+    #: The guardrail metrics watched (default: every metric with `guardrail: true`).
+    guardrails: tuple[str, ...] | None = None
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_is_http(cls, webhook: str | None) -> str | None:
+        if webhook is None:
+            return None
+        if not re.match(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", webhook):
+            raise ValueError(f"webhook ({webhook!r}) must be an http:// or https:// URL")
+        return webhook
+
+
 class Experiment(_Frozen):
     """An experiment definition, as written in `experiments/*.yaml` (DESIGN.md)."""
 
@@ -176,6 +202,7 @@ class Experiment(_Frozen):
     arms: tuple[Arm, ...]
     metrics: tuple[Metric, ...] = ()
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    safety: Safety | None = None
 
     @field_validator("coverage")
     @classmethod
@@ -250,9 +277,33 @@ class Experiment(_Frozen):
                         f"metrics[{index}].{part}: '{ref}' is neither a declared metric nor an "
                         f"automatic run metric{_suggest(ref, known)}"
                     )
+        problems.extend(self._safety_problems())
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _safety_problems(self) -> list[str]:
+        if self.safety is None:
+            return []
+        guardrails = [m.name for m in self.metrics if m.guardrail]
+        if not guardrails:
+            return ["safety: no metric has guardrail: true, so there is nothing to watch"]
+        return [
+            f"safety.guardrails[{index}]: '{name}' is not a guardrail metric"
+            f"{_suggest(name, guardrails)} (guardrails: {', '.join(guardrails)})"
+            for index, name in enumerate(self.safety.guardrails or ())
+            if name not in guardrails
+        ]
+
+    @property
+    def watched_guardrails(self) -> tuple[Metric, ...]:
+        """The guardrail metrics the safety monitor checks (none without `safety:`)."""
+        if self.safety is None:
+            return ()
+        names = self.safety.guardrails
+        return tuple(
+            m for m in self.metrics if m.guardrail and (names is None or m.name in names)
+        )
 
     @property
     def hash_seed(self) -> str:

@@ -15,7 +15,8 @@ Cluster shard), field = fingerprint, value = JSON::
 `HSETNX` makes the write idempotent across processes and replicas: a fingerprint is a hash of
 the arm's config and templates, so any two manifests of one fingerprint are the same. A
 manifest is provenance, not an event: when Redis cannot take it, the request goes on (its
-events are spooled as usual) and the next request with that fingerprint tries again.
+events are spooled as usual) and the next request with that fingerprint tries again
+(`abtest.state_store.ManifestRecorder`). This module is the encoding only, no I/O.
 """
 
 from __future__ import annotations
@@ -27,21 +28,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis
-
 __all__ = [
-    "ManifestRecorder",
+    "Manifest",
     "PromptRecord",
     "manifest_json",
     "manifests_key",
-    "read_manifests",
+    "parse_manifests",
 ]
 
 logger = logging.getLogger("abtest.fingerprints")
-
-#: A process remembers this many fingerprints it has written before it starts forgetting
-#: (forgetting only costs one redundant `HSETNX`).
-MAX_REMEMBERED = 4096
 
 
 class PromptRecord(Protocol):
@@ -103,40 +98,9 @@ def manifest_json(arm: str, prompts: Mapping[str, PromptRecord], now_ms: int | N
     )
 
 
-class ManifestRecorder:
-    """Writes each (experiment, fingerprint) manifest once per process, through an asyncio
-    Redis (or Redis Cluster) client."""
-
-    def __init__(self) -> None:
-        self._written: set[tuple[str, str]] = set()
-
-    async def record(
-        self,
-        client: Any,
-        experiment_id: str,
-        fingerprint: str,
-        arm: str,
-        prompts: Mapping[str, PromptRecord],
-    ) -> None:
-        key = (experiment_id, fingerprint)
-        if key in self._written:
-            return
-        try:
-            await client.hsetnx(
-                manifests_key(experiment_id), fingerprint, manifest_json(arm, prompts)
-            )
-        except (redis.RedisError, OSError) as exc:
-            logger.warning("fingerprint manifest %s not written (will retry): %s", fingerprint, exc)
-            return
-        if len(self._written) >= MAX_REMEMBERED:
-            self._written.clear()
-        self._written.add(key)
-
-
-def read_manifests(client: Any, experiment_id: str) -> dict[str, Manifest]:
-    """Every manifest recorded for the experiment, by fingerprint; an unreadable entry is
+def parse_manifests(raw: Mapping[Any, Any]) -> dict[str, Manifest]:
+    """The manifests hash (as `HGETALL` returns it) by fingerprint; an unreadable entry is
     skipped (and logged) rather than failing a report."""
-    raw = client.hgetall(manifests_key(experiment_id))
     manifests: dict[str, Manifest] = {}
     for field, value in raw.items():
         fingerprint = field.decode() if isinstance(field, bytes) else str(field)

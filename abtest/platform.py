@@ -89,6 +89,7 @@ class Platform:
     definition_shas: Mapping[str, str]
     source: Path | None = None
     _fingerprints: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _stopped: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_experiments(
@@ -163,6 +164,21 @@ class Platform:
         result = await self.flows.arun(experiment_id, assignment.arm, values)
         return self._recorded(unit_id, assignment, result)
 
+    def assign(
+        self, experiment_id: str, unit_id: str, attributes: Mapping[str, Any] | None = None
+    ) -> Assignment:
+        """The unit's assignment, with the arms stopped by a safe rollout taken into account
+        (`set_stopped_arms`); what every exposure-logging path uses."""
+        stopped = self._stopped.get(experiment_id, frozenset())
+        return self.router.assign(experiment_id, unit_id, attributes, stopped)
+
+    def stopped_arms(self, experiment_id: str) -> frozenset[str]:
+        return self._stopped.get(experiment_id, frozenset())
+
+    def set_stopped_arms(self, experiment_id: str, arms: frozenset[str]) -> None:
+        """The arms stopped now (runtime state: the service refreshes it from the store)."""
+        self._stopped[experiment_id] = frozenset(arms)
+
     def _assigned(
         self,
         experiment_id: str,
@@ -174,7 +190,7 @@ class Platform:
         never assigned."""
         self.router.experiment(experiment_id)
         values = self.flows.checked_inputs(experiment_id, inputs)
-        return values, self.router.assign(experiment_id, unit_id, attributes)
+        return values, self.assign(experiment_id, unit_id, attributes)
 
     def _recorded(self, unit_id: str, assignment: Assignment, result: FlowResult) -> Run:
         if result.error_kind == "bad_input":

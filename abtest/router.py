@@ -35,6 +35,7 @@ Reason = Literal[
     "not_in_namespace",
     "not_in_coverage",
     "hashed",
+    "arm_stopped",
 ]
 
 
@@ -169,7 +170,13 @@ def _plan(experiment: Experiment) -> _Plan:
     fallback = names.index(experiment.winner) if experiment.winner else 0
     outside: dict[Reason, Assignment] = {
         reason: Assignment(eid, names[0], 0, False, reason)
-        for reason in ("not_running", "empty_unit_id", "not_in_namespace", "not_in_coverage")
+        for reason in (
+            "not_running",
+            "empty_unit_id",
+            "not_in_namespace",
+            "not_in_coverage",
+            "arm_stopped",
+        )
     }
     outside["stopped"] = Assignment(eid, names[fallback], fallback, False, "stopped")
     return _Plan(
@@ -216,11 +223,18 @@ class Router:
             raise UnknownExperimentError(experiment_id) from None
 
     def assign(
-        self, experiment_id: str, unit_id: str, attributes: Mapping[str, Any] | None = None
+        self,
+        experiment_id: str,
+        unit_id: str,
+        attributes: Mapping[str, Any] | None = None,
+        stopped_arms: frozenset[str] | set[str] = frozenset(),
     ) -> Assignment:
         """The arm of `unit_id` (the value of the experiment's `hash_attribute`).
 
-        `attributes` is accepted for targeting rules to come; no rule reads it yet. Answers are
+        `attributes` is accepted for targeting rules to come; no rule reads it yet.
+        `stopped_arms` are arms a safe rollout stopped (runtime state the caller reads from
+        the store): a unit hashed into one gets the control's config, outside the experiment,
+        reason `arm_stopped`; overrides still apply (they are deliberate). Answers are
         prebuilt per experiment, so a call allocates nothing but the hash.
         """
         plan = self._get(experiment_id)
@@ -237,7 +251,10 @@ class Router:
         n = hash_unit(plan.seed, unit_id, plan.version)
         for index, (start, end) in enumerate(plan.ranges):
             if start <= n < end:
-                return plan.hashed[index]
+                hashed = plan.hashed[index]
+                if stopped_arms and hashed.arm in stopped_arms:
+                    return plan.outside["arm_stopped"]
+                return hashed
         return plan.outside["not_in_coverage"]
 
     def assign_many(self, experiment_id: str, unit_ids: Sequence[str]) -> np.ndarray:

@@ -41,6 +41,17 @@ ENVIRONMENT: dict[str, str] = {
     ),
     "ABTEST_API_KEYS": "comma-separated bearer keys for the API (unset: no key needed)",
     "ABTEST_ADMIN_KEYS": "comma-separated bearer keys for /v1/admin/* (unset: admin closed)",
+    "ABTEST_VIEWER_KEYS": (
+        "comma-separated read-only keys: the dashboard (/ui) and GET requests, nothing else"
+    ),
+    "ABTEST_MONITOR": (
+        "on (default) or off: whether `abtest serve` runs the safe-rollout monitor (one "
+        "leader across workers and replicas)"
+    ),
+    "ABTEST_STATE_REFRESH_S": (
+        "seconds between reads of the arms' runtime state (stopped arms) from the store "
+        "(default: 1)"
+    ),
     "ABTEST_MAX_BODY_BYTES": "largest accepted request body (default: 1048576)",
     "ABTEST_MAX_UPLOAD_BYTES": "largest accepted /run body and bytes input (default: 20971520)",
     "ABTEST_MAX_INPUT_CHARS": "longest text run input, or list item (default: 100000)",
@@ -76,6 +87,9 @@ class Settings:
     redis_url: str | None = None
     api_keys: frozenset[str] = field(default_factory=frozenset)
     admin_keys: frozenset[str] = field(default_factory=frozenset)
+    viewer_keys: frozenset[str] = field(default_factory=frozenset)
+    monitor: str = "on"
+    state_refresh_s: float = 1.0
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 20_971_520
     max_input_chars: int = 100_000
@@ -100,6 +114,9 @@ class Settings:
             redis_url=_redis_url(env),
             api_keys=_keys(env, "ABTEST_API_KEYS"),
             admin_keys=_keys(env, "ABTEST_ADMIN_KEYS"),
+            viewer_keys=_keys(env, "ABTEST_VIEWER_KEYS"),
+            monitor=_choice(env, "ABTEST_MONITOR", ("on", "off")),
+            state_refresh_s=_seconds(env, "ABTEST_STATE_REFRESH_S", 1.0),
             max_body_bytes=_positive_int(env, "ABTEST_MAX_BODY_BYTES", 1_048_576),
             max_upload_bytes=_positive_int(env, "ABTEST_MAX_UPLOAD_BYTES", 20_971_520),
             max_input_chars=_positive_int(env, "ABTEST_MAX_INPUT_CHARS", 100_000),

@@ -42,8 +42,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from abtest.arm_state import ArmState, AuditEntry, audit_key, parse_audit, parse_states, states_key
 from abtest.event_fields import EXPOSURE_FIELDS, OUTCOME_FIELDS, stream_key
-from abtest.fingerprints import Manifest, read_manifests
+from abtest.fingerprints import Manifest, manifests_key, parse_manifests
 from abtest.settings import cluster_nodes, is_cluster_url
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "OUTCOME_COLUMNS",
     "empty_events",
     "load_events",
+    "load_arm_states",
     "load_events_parquet",
     "load_manifests",
 ]
@@ -77,8 +79,27 @@ def load_manifests(experiment_id: str, redis: Any) -> dict[str, Manifest]:
 
     ``redis`` is what :func:`load_events` takes: a client, a ``RedisCluster`` or a URL.
     """
+    with _client(redis) as client:
+        return parse_manifests(client.hgetall(manifests_key(experiment_id)))
+
+
+def load_arm_states(
+    experiment_id: str, arms: Sequence[str], redis: Any
+) -> tuple[dict[str, ArmState], list[AuditEntry]]:
+    """The arms' runtime states (stopped by a safe rollout or an admin, see
+    :mod:`abtest.arm_state`) and the audit log of their changes, oldest first."""
+    with _client(redis) as client:
+        states = parse_states(client.hgetall(states_key(experiment_id)), arms)
+        audit = parse_audit(experiment_id, client.xrange(audit_key(experiment_id)))
+    return states, audit
+
+
+@contextlib.contextmanager
+def _client(redis: Any) -> Iterator[Any]:
+    """A client for small reads: the one given, or one opened on a URL and closed after."""
     if not isinstance(redis, str):
-        return read_manifests(redis, experiment_id)
+        yield redis
+        return
     import redis as redis_py
     from redis.cluster import ClusterNode, RedisCluster
 
@@ -88,7 +109,7 @@ def load_manifests(experiment_id: str, redis: Any) -> dict[str, Manifest]:
         else redis_py.Redis.from_url(redis)
     )
     try:
-        return read_manifests(client, experiment_id)
+        yield client
     finally:
         client.close()
 

@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "abtest.experiments": SCHEMA,
     "abtest.event_fields": SCHEMA,
     "abtest.settings": SCHEMA,
+    "abtest.fingerprints": SCHEMA,
+    "abtest.arm_state": SCHEMA,
     # Pure rules and statistics over that data.
     "abtest.router": CORE,
     "abtest.tracking": CORE,
@@ -49,6 +51,7 @@ LAYERS: dict[str, int] = {
     # I/O and entry points: the event log, the store, the service, the command line.
     "abtest.events": EDGES,
     "abtest.store": EDGES,
+    "abtest.state_store": EDGES,
     "abtest.api": EDGES,
     "abtest.client": EDGES,
     "abtest.cli": EDGES,

@@ -21,9 +21,9 @@ from abtest.api.middleware import RequestGuard
 from abtest.api.routes import admin_router, experiments_router, outcomes_router, service_router
 from abtest.api.state import load_platform, reload_platform
 from abtest.events import AckPolicy, EventLog
-from abtest.fingerprints import ManifestRecorder
 from abtest.platform import Platform
 from abtest.settings import Settings, get_settings
+from abtest.state_store import ManifestRecorder
 from abtest.telemetry import Telemetry
 
 logger = logging.getLogger("abtest.api")

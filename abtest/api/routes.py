@@ -94,7 +94,7 @@ async def _assign(
     body: AssignIn,
     services: Services,
 ) -> AssignOut:
-    assignment = services.platform.router.assign(experiment_id, body.unit_id, body.attributes)
+    assignment = services.platform.assign(experiment_id, body.unit_id, body.attributes)
     request_id = uuid.uuid4().hex
     event = exposure(
         assignment,

@@ -17,10 +17,11 @@ from fastapi import Depends, FastAPI, Request
 from abtest.api.errors import ApiError
 from abtest.events import EventLog
 from abtest.experiments import ExperimentFileError
-from abtest.fingerprints import ManifestRecorder, PromptRecord
+from abtest.fingerprints import PromptRecord
 from abtest.flows import FlowConfigError
 from abtest.platform import Platform, platform_options
 from abtest.settings import Settings
+from abtest.state_store import ManifestRecorder
 from abtest.telemetry import Telemetry
 
 logger = logging.getLogger("abtest.api")
