@@ -7,6 +7,7 @@ several uvicorn workers each worker reports its own series, told apart by the sc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -75,6 +76,18 @@ class Telemetry:
             ["result"],
             registry=self.registry,
         )
+        self.arm_stopped = Gauge(
+            "abtest_arm_stopped",
+            "1 when a safe rollout or an admin stopped the arm, else 0.",
+            ["experiment", "arm"],
+            registry=self.registry,
+        )
+
+    def set_arm_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Every arm's runtime state as `abtest_arm_stopped` (experiment -> arm -> ArmState)."""
+        for experiment_id, arms in states.items():
+            for arm, state in arms.items():
+                self.arm_stopped.labels(experiment_id, arm).set(1.0 if state.stopped else 0.0)
 
     def watch_event_log(self, event_log: EventLogCounters) -> None:
         """Read the event log's spool depth and write counters at every scrape."""

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from abtest.api.arm_states import refresh_forever, refresh_once
 from abtest.api.errors import ApiError, install_error_handlers
 from abtest.api.middleware import RequestGuard
 from abtest.api.routes import admin_router, experiments_router, outcomes_router, service_router
@@ -54,6 +55,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.platform = platform
     app.state.event_log = event_log
     app.state.telemetry.watch_event_log(event_log)
+    await refresh_once(app)
+    background = [asyncio.create_task(refresh_forever(app, settings.state_refresh_s))]
+    app.state.background = background
     # Everything built so far (modules, drivers, definitions) lives as long as the process:
     # moving it out of the collector's generations keeps full collections short under load.
     gc.collect()
@@ -70,6 +74,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             loop.remove_signal_handler(signal.SIGHUP)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await event_log.close()
         await store.close_async_client(client)
 
