@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,8 +82,38 @@ class OutcomesOut(BaseModel):
 
 
 class ArmOut(BaseModel):
+    """An arm with its runtime state (a safe rollout or an admin may have stopped it)."""
+
     name: str
     weight: float
+    state: Literal["active", "stopped"] = "active"
+    reason: str | None = None
+    stopped_at: int | None = Field(default=None, description="epoch milliseconds")
+
+
+class ArmChangeIn(BaseModel):
+    """Why an admin stops or resumes an arm (kept in the audit log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=1000)
+
+
+class AuditEntryOut(BaseModel):
+    id: str
+    ts: int = Field(description="epoch milliseconds")
+    arm: str
+    action: Literal["stop", "resume"]
+    actor: str
+    reason: str
+    statistics: dict[str, Any]
+
+
+class ArmChangeOut(BaseModel):
+    experiment_id: str
+    arm: ArmOut
+    changed: bool = Field(description="false when the arm already was in that state")
+    audit: AuditEntryOut | None
 
 
 class ExperimentSummary(BaseModel):

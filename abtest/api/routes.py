@@ -20,9 +20,12 @@ from abtest.api.lean_route import LeanRoute
 from abtest.api.models import (
     MAX_BATCH,
     UNIT_ID_MAX,
+    ArmChangeIn,
+    ArmChangeOut,
     ArmOut,
     AssignIn,
     AssignOut,
+    AuditEntryOut,
     ExperimentSummary,
     OutcomeIn,
     OutcomesOut,
@@ -32,10 +35,13 @@ from abtest.api.models import (
 )
 from abtest.api.run_request import RUN_BODY, read_run_request
 from abtest.api.state import Services, ServicesDep, reload_platform, services_of
+from abtest.arm_state import Action, ArmStateError, check_change
 from abtest.event_fields import EventError, Exposure
 from abtest.events import EventLog
+from abtest.experiments import Experiment
 from abtest.flows import FlowInputError
 from abtest.router import UnknownExperimentError
+from abtest.state_store import achange_state, aread_audit, aread_states
 from abtest.telemetry import CONTENT_TYPE_LATEST
 from abtest.tracking import (
     OutcomeRejected,
@@ -147,15 +153,28 @@ async def assign_post(
     return await _assign(experiment_id, body, services)
 
 
+async def _arms(experiment: Experiment, services: Services) -> list[ArmOut]:
+    """The arms with their runtime state, read from the store (not the refreshed copy), so
+    a stop is visible here as soon as it is made."""
+    states = await aread_states(services.redis, experiment.id, experiment.arm_names)
+    stopped = frozenset(name for name, state in states.items() if state.stopped)
+    services.platform.set_stopped_arms(experiment.id, stopped)
+    services.telemetry.set_arm_states({experiment.id: states})
+    return [
+        ArmOut(name=arm.name, weight=arm.weight, **states[arm.name].as_dict())
+        for arm in experiment.arms
+    ]
+
+
 @experiments_router.get("")
 async def list_experiments(services: ServicesDep) -> list[ExperimentSummary]:
-    """Every loaded experiment with its arms and definition hash."""
+    """Every loaded experiment with its arms (and their runtime state) and definition hash."""
     return [
         ExperimentSummary(
             id=e.id,
             description=e.description,
             status=e.status,
-            arms=[ArmOut(name=a.name, weight=a.weight) for a in e.arms],
+            arms=await _arms(e, services),
             definition_sha=services.platform.definition_shas[e.id],
         )
         for e in services.platform.experiments.values()
@@ -165,7 +184,9 @@ async def list_experiments(services: ServicesDep) -> list[ExperimentSummary]:
 @experiments_router.get("/{experiment_id}")
 async def get_experiment(experiment_id: str, services: ServicesDep) -> dict[str, Any]:
     """The full definition, as loaded (defaults filled in), its hash, the JSON schema of the
-    run inputs and the names of the run outputs."""
+    run inputs, the names of the run outputs, and each arm's runtime `state`, `reason` and
+    `stopped_at` (a safe rollout or an admin may have stopped an arm; the file is never
+    edited)."""
     platform = services.platform
     experiment = platform.router.experiment(experiment_id)
     return {
@@ -173,7 +194,21 @@ async def get_experiment(experiment_id: str, services: ServicesDep) -> dict[str,
         "definition_sha": platform.definition_shas[experiment_id],
         "inputs": platform.flows.input_model(experiment_id).model_json_schema(),
         "outputs": list(platform.flows.contract(experiment_id).outputs),
+        "arms": [arm.model_dump() for arm in await _arms(experiment, services)],
     }
+
+
+@experiments_router.get("/{experiment_id}/audit")
+async def audit(
+    experiment_id: str,
+    services: ServicesDep,
+    count: Annotated[int, Query(ge=1, le=10_000)] = 200,
+) -> list[AuditEntryOut]:
+    """The latest state changes of the experiment's arms (who or what, why, the statistics
+    at that moment), oldest first."""
+    services.platform.router.experiment(experiment_id)
+    entries = await aread_audit(services.redis, experiment_id, count)
+    return [AuditEntryOut.model_validate(entry.as_dict()) for entry in entries]
 
 
 @experiments_router.post(
@@ -278,6 +313,49 @@ async def _analyze(experiment_id: str, services: Services) -> Any:
     experiment = services.platform.router.experiment(experiment_id)
     client = store.sync_client(services.redis_url)
     return await asyncio.to_thread(analyze_stored, experiment, client)
+
+
+async def _change_arm(
+    experiment_id: str, arm: str, action: Action, body: ArmChangeIn | None, services: Services
+) -> ArmChangeOut:
+    experiment = services.platform.router.experiment(experiment_id)
+    try:
+        check_change(experiment.arm_names, arm, action)
+    except KeyError as exc:
+        raise ApiError(
+            404, "unknown_arm", f"experiment '{experiment_id}' has {exc.args[0]}"
+        ) from None
+    except ArmStateError as exc:
+        raise ApiError(409, "invalid_change", str(exc)) from None
+    reason = (body.reason if body is not None else "") or f"{action} by an admin"
+    entry = await achange_state(
+        services.redis, experiment_id, arm, action, actor="admin", reason=reason
+    )
+    arms = {a.name: a for a in await _arms(experiment, services)}
+    return ArmChangeOut(
+        experiment_id=experiment_id,
+        arm=arms[arm],
+        changed=entry is not None,
+        audit=None if entry is None else AuditEntryOut.model_validate(entry.as_dict()),
+    )
+
+
+@admin_router.post("/experiments/{experiment_id}/arms/{arm}/stop")
+async def stop_arm(
+    experiment_id: str, arm: str, services: ServicesDep, body: ArmChangeIn | None = None
+) -> ArmChangeOut:
+    """Stop a treatment arm: its units get the control's config, outside the experiment
+    (reason `arm_stopped`), on every replica within `ABTEST_STATE_REFRESH_S`. Recorded in the
+    audit log; the control cannot be stopped (409)."""
+    return await _change_arm(experiment_id, arm, "stop", body, services)
+
+
+@admin_router.post("/experiments/{experiment_id}/arms/{arm}/resume")
+async def resume_arm(
+    experiment_id: str, arm: str, services: ServicesDep, body: ArmChangeIn | None = None
+) -> ArmChangeOut:
+    """Resume a stopped arm: its units are assigned to it again. Recorded in the audit log."""
+    return await _change_arm(experiment_id, arm, "resume", body, services)
 
 
 @admin_router.post("/reload")
