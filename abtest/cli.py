@@ -170,6 +170,52 @@ def assign(
 
 
 @app.command()
+def status(
+    experiment_id: Annotated[
+        str | None, typer.Argument(help="One experiment (default: every experiment).")
+    ] = None,
+    experiments: ExperimentsOption = None,
+    audit: Annotated[int, typer.Option(min=0, help="Audit entries shown per experiment.")] = 5,
+) -> None:
+    """Each experiment's status and its arms' runtime state (a safe rollout or an admin may
+    have stopped an arm), with the latest changes from the audit log."""
+    import redis
+
+    from abtest.state_store import read_audit, read_states
+
+    loaded = _load_all(experiments)
+    if experiment_id is not None and experiment_id not in loaded:
+        raise fail(f"error: unknown experiment '{experiment_id}' (known: {', '.join(loaded)})")
+    client = _store_client()
+    chosen = [loaded[experiment_id]] if experiment_id else list(loaded.values())
+    try:
+        for experiment in chosen:
+            states = read_states(client, experiment.id, experiment.arm_names)
+            typer.echo(f"{experiment.id} ({experiment.status})")
+            for arm in experiment.arms:
+                state = states[arm.name]
+                line = f"  {arm.name:<20} weight {arm.weight:<6g} {state.state}"
+                if state.stopped:
+                    line += f" since {_iso(state.stopped_at)} by {state.actor}: {state.reason}"
+                typer.echo(line)
+            for entry in read_audit(client, experiment.id, audit) if audit else []:
+                typer.echo(
+                    f"  audit {_iso(entry.ts)} {entry.action} {entry.arm} by {entry.actor}: "
+                    f"{entry.reason}"
+                )
+    except redis.RedisError as exc:
+        raise fail(f"error: the store cannot be read: {exc}") from None
+
+
+def _iso(ms: int | None) -> str:
+    import datetime as dt
+
+    if ms is None:
+        return "?"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+@app.command()
 def demo(
     users: Annotated[int, typer.Option(min=1, help="Simulated users per experiment.")] = 2000,
     concurrency: Annotated[int, typer.Option(min=1, help="Users in flight at once.")] = 8,

@@ -203,3 +203,21 @@ def test_run_applies_the_configured_input_limit(env, monkeypatch) -> None:
     result = runner.invoke(app, [*args, "-e", str(EXAMPLES)])
     assert result.exit_code == 1
     assert "input 'message': String should have at most 10 characters" in result.output
+
+
+def test_status_shows_stopped_arms_and_the_audit(env, redis_client) -> None:
+    from abtest.state_store import change_state
+
+    change_state(
+        redis_client, EXPERIMENT, "v2", "stop", actor="monitor", reason="error +4.0 pp > margin"
+    )
+    result = runner.invoke(app, ["status", EXPERIMENT])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"{EXPERIMENT} (running)"
+    assert any(line.split()[:2] == ["control", "weight"] and "active" in line for line in lines)
+    v2 = next(line for line in lines if line.split()[0] == "v2")
+    assert "stopped since" in v2 and "by monitor: error +4.0 pp > margin" in v2
+    assert any("audit" in line and "stop v2 by monitor" in line for line in lines)
+    unknown = runner.invoke(app, ["status", "nope"])
+    assert unknown.exit_code == 1 and "unknown experiment 'nope'" in unknown.output
