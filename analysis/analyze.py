@@ -29,6 +29,7 @@ randomised and are left out (``units_overridden``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from abtest.arm_state import ArmState, AuditEntry
 from abtest.experiments import Experiment, Metric
 from abtest.fingerprints import Manifest
 from analysis.capping import cap_values
@@ -50,6 +52,7 @@ from analysis.decision import (
     guardrail_check,
     progress,
 )
+from analysis.drift import Drift, by_fingerprint, fingerprint_drift, first_fingerprints
 from analysis.formatting import format_number, format_p, format_percent
 from analysis.proportion_bounds import wilson_interval
 from analysis.stats import (
@@ -275,6 +278,15 @@ class ExperimentResult:
     manifests : dict of str to abtest.fingerprints.Manifest
         What each fingerprint stands for (its prompts, with the registry version a label
         resolved to), when the results were read from the store (:func:`analyze_stored`).
+    drift : tuple of analysis.drift.Drift
+        Each change of an arm's flow fingerprint during the experiment (prompt drift).
+    by_fingerprint : pandas.DataFrame or None
+        With drift, the drifting arms' rows of the table once per fingerprint (columns
+        ``fingerprint``, ``first_seen``, then :data:`TABLE_COLUMNS`), each against the whole
+        control.
+    arm_states, audit : dict of str to ArmState, tuple of AuditEntry
+        The arms' runtime states (stopped by a safe rollout or an admin) and the log of their
+        changes, when read from the store (:mod:`abtest.arm_state`).
     pairwise : pandas.DataFrame or None
         With ``analysis: {pairwise: true}``, every treatment against every other treatment
         (:data:`PAIRWISE_COLUMNS`), corrected as its own family of comparisons.
@@ -297,6 +309,10 @@ class ExperimentResult:
     fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
     pairwise: pd.DataFrame | None = None
     manifests: dict[str, Manifest] = field(default_factory=dict)
+    drift: tuple[Drift, ...] = ()
+    by_fingerprint: pd.DataFrame | None = None
+    arm_states: dict[str, ArmState] = field(default_factory=dict)
+    audit: tuple[AuditEntry, ...] = ()
 
     @property
     def experiment_id(self) -> str:
@@ -388,11 +404,42 @@ def analyze(
     ``arm`` field says (mismatches are counted in ``outcomes_arm_mismatch``). Exposures naming
     an arm the definition does not have are dropped (``exposures_unknown_arm``).
     """
+    result = _analyze(experiment, exposures, outcomes, as_of)
+    return _with_drift(result, exposures, outcomes, as_of)
+
+
+def _analyze(
+    experiment: Experiment, exposures: pd.DataFrame, outcomes: pd.DataFrame, as_of: Any
+) -> ExperimentResult:
     cutoff = as_of_ms(as_of)
     prepared = _prepare(experiment, exposures, outcomes, cutoff)
     stats = _experiment_stats(prepared, experiment)
     timeline, granularity = _timeline(prepared, experiment, stats.caps)
     return analyze_stats(experiment, stats, cutoff, timeline, granularity)
+
+
+def _with_drift(
+    result: ExperimentResult, exposures: pd.DataFrame, outcomes: pd.DataFrame, as_of: Any
+) -> ExperimentResult:
+    """`result` with the arms whose fingerprint changed reported once per fingerprint
+    (:mod:`analysis.drift`), instead of pooling two different prompts silently."""
+    experiment = result.experiment
+    frame = exposures.assign(ts=_timestamps_ms(exposures, "exposures"))
+    cutoff = as_of_ms(as_of)
+    if cutoff is not None:
+        frame = frame[frame["ts"] <= cutoff]
+    firsts = first_fingerprints(experiment, frame)
+    drifts = fingerprint_drift(experiment, firsts)
+    if not drifts:
+        return result
+    table = by_fingerprint(
+        experiment,
+        frame,
+        firsts,
+        drifts,
+        lambda subset: _analyze(experiment, subset, outcomes, as_of).table,
+    )
+    return dataclasses.replace(result, drift=tuple(drifts), by_fingerprint=table)
 
 
 def experiment_stats(

@@ -34,7 +34,7 @@ from analysis.analyze import (
     table_row,
 )
 from analysis.formatting import format_number, format_p, format_percent
-from analysis.load import load_events, load_manifests
+from analysis.load import load_arm_states, load_events, load_manifests
 from analysis.table_html import STYLE, render_table
 
 __all__ = [
@@ -138,6 +138,17 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         "progress": None
         if result.progress is None
         else {k: _plain(v) for k, v in dataclasses.asdict(result.progress).items()},
+        "arm_states": {arm: state.as_dict() for arm, state in result.arm_states.items()},
+        "audit": [entry.as_dict() for entry in result.audit],
+        "drift": [d.as_dict() for d in result.drift],
+        "by_fingerprint": None
+        if result.by_fingerprint is None
+        else [
+            {name: _plain(value) for name, value in record.items()}
+            for record in result.by_fingerprint.assign(
+                first_seen=result.by_fingerprint["first_seen"].map(pd.Timestamp.isoformat)
+            ).to_dict(orient="records")
+        ],
     }
 
 
@@ -372,6 +383,36 @@ _REPORT_TEMPLATE = """<!DOCTYPE html>
 <p class="meta">{{ table_note }}</p>
 {{ table }}
 
+{% if rollout %}
+<h2>Safe rollout</h2>
+<ul class="summary">
+{% for line in rollout %}<li>{{ line }}</li>
+{% endfor %}
+</ul>
+{% endif %}
+
+{% if drift %}
+<h2>Prompt drift</h2>
+<p class="warning">An arm's prompts changed while the experiment ran, so its results are also
+shown once per flow fingerprint (each against the whole control) instead of pooled:</p>
+<ul class="summary">
+{% for line in drift %}<li>{{ line }}</li>
+{% endfor %}
+</ul>
+<table class="results">
+<thead><tr><th class="text">metric</th><th class="text">arm</th><th class="text">fingerprint</th>
+<th class="text">prompts</th><th class="text">since</th><th>units</th>
+<th>effect<span class="ci">interval</span></th><th>adjusted p</th></tr></thead>
+<tbody>
+{% for r in drift_rows %}<tr class="{{ r.css }}"><td class="text">{{ r.metric }}</td>
+<td class="text">{{ r.arm }}</td><td class="text"><code>{{ r.fingerprint }}</code></td>
+<td class="text">{{ r.prompts }}</td><td class="text">{{ r.since }}</td><td>{{ r.units }}</td>
+<td>{{ r.effect }}<span class="ci">{{ r.interval }}</span></td><td>{{ r.p }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% endif %}
+
 {% if pairwise %}
 <h2>Treatments against each other</h2>
 <table class="results">
@@ -437,24 +478,77 @@ def _pairwise_rows(result: ExperimentResult) -> list[dict[str, str]]:
     def good(p: Any) -> bool:
         return (p.effect > 0) == (direction[p.metric] == "increase")
 
+    return [
+        {
+            "metric": p.metric,
+            "arm": p.arm,
+            "baseline": p.baseline,
+            **_effect_cells(p),
+            "css": "" if not p.significant else "better" if good(p) else "worse",
+        }
+        for p in result.pairwise.itertuples(index=False)
+    ]
+
+
+def _effect_cells(row: Any) -> dict[str, str]:
+    """A comparison's effect (signed, on its estimand), its interval and its adjusted p."""
+    fmt = format_percent if row.estimand == "relative" else format_number
+    effect = row.effect
+    signed = ("+" if effect > 0 else "") + fmt(effect) if math.isfinite(effect) else "–"
+    ok = math.isfinite(row.ci_low) and math.isfinite(row.ci_high)
+    return {
+        "effect": signed,
+        "interval": f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]" if ok else "",
+        "p": format_p(row.p_adjusted),
+    }
+
+
+def _drift_rows(result: ExperimentResult) -> list[dict[str, str]]:
+    """The drifting arms once per fingerprint (see analysis.drift)."""
+    if result.by_fingerprint is None:
+        return []
+    direction = {m.name: m.direction for m in result.experiment.metrics}
     rows = []
-    for p in result.pairwise.itertuples(index=False):
-        relative = p.estimand == "relative"
-        fmt = format_percent if relative else format_number
-        signed = ("+" if p.effect > 0 else "") + fmt(p.effect) if math.isfinite(p.effect) else "–"
-        ok = math.isfinite(p.ci_low) and math.isfinite(p.ci_high)
+    for r in result.by_fingerprint.itertuples(index=False):
+        manifest = result.manifests.get(r.fingerprint)
+        good = (r.effect > 0) == (direction[r.metric] == "increase")
         rows.append(
             {
-                "metric": p.metric,
-                "arm": p.arm,
-                "baseline": p.baseline,
-                "effect": signed,
-                "interval": f"[{fmt(p.ci_low)}, {fmt(p.ci_high)}]" if ok else "",
-                "p": format_p(p.p_adjusted),
-                "css": "" if not p.significant else "better" if good(p) else "worse",
+                "metric": r.metric,
+                "arm": r.arm,
+                "fingerprint": r.fingerprint[:12],
+                "prompts": manifest.versions() if manifest is not None else "",
+                "since": r.first_seen.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "units": f"{int(r.units):,}",
+                **_effect_cells(r),
+                "css": "" if not r.significant else "better" if good else "worse",
             }
         )
     return rows
+
+
+def _rollout_lines(result: ExperimentResult) -> list[str]:
+    """What the safe rollout (or an admin) did to the arms, for the report's readers: the
+    units exposed before a stop are analysed as usual; after it, the arm took no units."""
+    lines = []
+    for arm, state in result.arm_states.items():
+        if state.stopped:
+            lines.append(
+                f"{arm} was stopped at {_ms_time(state.stopped_at)} by {state.actor}: "
+                f"{state.reason}. Units exposed before the stop are analysed as usual; "
+                "since then its units get the control's config and are not exposed."
+            )
+    for entry in result.audit:
+        lines.append(
+            f"{_ms_time(entry.ts)}: {entry.action} {entry.arm} by {entry.actor} ({entry.reason})"
+        )
+    return lines
+
+
+def _ms_time(ms: int | None) -> str:
+    if ms is None:
+        return "?"
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _context_line(result: ExperimentResult) -> str:
@@ -508,6 +602,13 @@ def render_report(result: ExperimentResult) -> str:
         settings=_settings_line(result),
         context=_context_line(result),
         pairwise=_pairwise_rows(result),
+        drift=[
+            f"{d.arm} changed prompts at {d.at.strftime('%Y-%m-%d %H:%M:%S UTC')}: "
+            f"fingerprint {d.from_[:12]} -> {d.to[:12]}"
+            for d in result.drift
+        ],
+        drift_rows=_drift_rows(result),
+        rollout=_rollout_lines(result),
         arms=[
             {
                 "name": arm.name,
@@ -614,7 +715,13 @@ def analyze_stored(experiment: Experiment, redis: Any, as_of: Any = None) -> Exp
     `build_report` share."""
     exposures, outcomes = load_events(experiment.id, redis)
     result = analyze(experiment, exposures, outcomes, as_of=as_of)
-    return dataclasses.replace(result, manifests=load_manifests(experiment.id, redis))
+    states, audit = load_arm_states(experiment.id, experiment.arm_names, redis)
+    return dataclasses.replace(
+        result,
+        manifests=load_manifests(experiment.id, redis),
+        arm_states=states,
+        audit=tuple(audit),
+    )
 
 
 def render(result: ExperimentResult, fmt: Format = "html") -> str:

@@ -108,3 +108,31 @@ def test_a_stop_made_elsewhere_reaches_this_replica_within_the_refresh(
         assert _wait_for(lambda: reason() == "arm_stopped", seconds=3.0)
         change_state(redis_client, EXPERIMENT, "v2", "resume", actor="admin", reason="fixed")
         assert _wait_for(lambda: reason() == "hashed", seconds=3.0)
+
+
+def test_the_report_says_when_and_why_an_arm_was_stopped(redis_client) -> None:
+    from analysis.report import analyze_stored, render_report, to_json
+    from tests.analysis_support import T0, exposure, outcome, write_events
+
+    experiment = load_experiment(EXAMPLES / "pdf_summary.yaml")
+    units = [(f"u{i}", ROUTER.assign(EXPERIMENT, f"u{i}").arm) for i in range(40)]
+    write_events(
+        redis_client,
+        EXPERIMENT,
+        [exposure(u, arm, T0, experiment_id=EXPERIMENT) for u, arm in units],
+        [outcome(u, arm, "thumbs_up", 1.0, experiment_id=EXPERIMENT) for u, arm in units],
+    )
+    change_state(
+        redis_client, EXPERIMENT, "v2", "stop", actor="monitor", reason="error +4.0 pp",
+        statistics={"p_value": 0.001}, now_ms=T0 + 3_600_000,
+    )  # fmt: skip
+    result = analyze_stored(experiment, redis_client)
+    assert result.units_per_arm["v2"] == sum(arm == "v2" for _, arm in units)
+    data = to_json(result)
+    assert data["arm_states"]["v2"] == {
+        "state": "stopped", "reason": "error +4.0 pp", "stopped_at": T0 + 3_600_000,
+        "actor": "monitor",
+    }  # fmt: skip
+    assert data["audit"][0]["statistics"] == {"p_value": 0.001}
+    html = render_report(result)
+    assert "v2 was stopped at 2026-01-01 01:00:00 UTC by monitor: error +4.0 pp." in html

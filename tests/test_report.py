@@ -90,7 +90,8 @@ def test_json_has_the_table_without_nan(result):
     assert set(data) == {
         "experiment_id", "definition_sha", "analysis", "first_exposure", "last_exposure",
         "flow_fingerprints", "fingerprint_prompts", "as_of", "srm_p_value", "table",
-        "guardrails", "decisions", "pairwise", "progress",
+        "guardrails", "decisions", "pairwise", "progress", "arm_states", "audit", "drift",
+        "by_fingerprint",
     }  # fmt: skip
     assert data["analysis"] == {
         "engine": "frequentist", "method": "fixed", "alpha": 0.05, "correction": "none"
