@@ -50,6 +50,7 @@ DEFAULT_PRICES: Mapping[str, tuple[float, float]] = MappingProxyType(
         "gpt-4o-mini": (0.15, 0.60),
         "gpt-4o": (2.50, 10.00),
         "local-extractive": (0.0, 0.0),
+        "local-small": (0.0, 0.0),
     }
 )
 

@@ -434,3 +434,20 @@ def _ask_raw(sdk: openai.OpenAI, prompt: str, model: str = "gpt-4o-mini", **kwar
         model=model, messages=[{"role": "user", "content": prompt}], **kwargs
     )
     return response.choices[0].message.content or ""
+
+
+def test_a_request_beyond_the_context_window_is_openais_400(sdk: openai.OpenAI) -> None:
+    """local-small reads 512 tokens: a short text fits, a long one is refused as OpenAI
+    refuses it (the SDK raises BadRequestError, code context_length_exceeded, no retry)."""
+    short = sdk.chat.completions.create(model="local-small", messages=_messages("Summarize."))
+    assert short.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(
+            model="local-small", messages=_messages("Summarize.", ARTICLE * 8)
+        )
+    assert refused.value.code == "context_length_exceeded"
+    assert "maximum context length is 512 tokens" in refused.value.message
+    with pytest.raises(openai.BadRequestError):
+        sdk.chat.completions.create(
+            model="local-small", messages=_messages("Summarize."), max_tokens=500
+        )

@@ -101,6 +101,11 @@ disconnects). With ``x-fail-count: K`` only the first K requests carrying the sa
 Errors always use OpenAI's JSON shape ``{"error": {"message", "type", "param", "code"}}``;
 malformed requests get 400, unknown models 404, never 500.
 
+Context windows (`CONTEXT_WINDOWS`): a request whose prompt tokens plus ``max_tokens`` exceed
+the model's window gets OpenAI's 400 ``context_length_exceeded``, which the SDK does not
+retry. ``local-small`` has a 512-token window, so a flow that sends a whole long document to
+it in one call fails on that document every time: the demo's harmful arm.
+
 Code: this module holds the summarizer, `LocalModel` (support rules first, then the summarizer)
 and the HTTP layer; the shared text primitives (instructions, sentences, terms, model styles)
 are in :mod:`abtest.devtools.local_text`, the support rules in
@@ -158,7 +163,11 @@ __all__ = [
     "split_sentences",
 ]
 
-DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "local-extractive")
+DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "local-extractive", "local-small")
+
+CONTEXT_WINDOWS: dict[str, int] = {"local-small": 512}
+"""Tokens a model reads and writes per request; models not listed have 128,000."""
+DEFAULT_CONTEXT_WINDOW = 128_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,12 +522,15 @@ def create_app(
             return failure
 
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        limit = req.max_completion_tokens or req.max_tokens
+        overflow = _context_overflow(req.model, estimate_message_tokens(messages), limit)
+        if overflow is not None:
+            return overflow
         text = local_model.generate(
             messages, model=req.model, temperature=req.temperature or 0.0, request_seed=req.seed
         )
         finish_reason = "stop"
         text = _apply_stop(text, req.stop)
-        limit = req.max_completion_tokens or req.max_tokens
         if limit is not None and estimate_tokens(text) > limit:
             text, finish_reason = _truncate_tokens(text, limit), "length"
         usage = {
@@ -575,6 +587,22 @@ def create_app(
         return _injected_error(status) if status is not None else None
 
     return app
+
+
+def _context_overflow(model: str, prompt_tokens: int, limit: int | None) -> JSONResponse | None:
+    """OpenAI's answer to a request larger than the model's context window, or None."""
+    window = CONTEXT_WINDOWS.get(model, DEFAULT_CONTEXT_WINDOW)
+    needed = prompt_tokens + (limit or 0)
+    if needed <= window:
+        return None
+    asked = f" ({prompt_tokens} in the messages, {limit} in the completion)" if limit else ""
+    return _error(
+        400,
+        f"This model's maximum context length is {window} tokens. However, you requested "
+        f"{needed} tokens{asked}. Please reduce the length of the messages or completion.",
+        param="messages",
+        code="context_length_exceeded",
+    )
 
 
 def _model_not_found(model: str) -> JSONResponse:
