@@ -274,6 +274,8 @@ def demo(
             f"\n{outcome.runs_ok} runs ok, {outcome.runs_failed} failed; SRM p = "
             f"{outcome.srm_p_value:.3f}; {outcome.seconds:.0f} s"
         )
+        for line in outcome.stopped:
+            typer.echo(f"safe rollout: {line}")
         typer.echo(f"report: {outcome.report_path}")
 
 
@@ -650,6 +652,44 @@ def export(
 
     rows = export_parquet(_store_client(), experiment_id, out)
     typer.echo(f"wrote {rows} events to {out}")
+
+
+@app.command()
+def monitor(
+    experiments: ExperimentsOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+) -> None:
+    """Watch the guardrails of running experiments that have a `safety:` section and stop a
+    treatment arm shown harmful beyond its margin (one leader across monitors; `abtest serve`
+    runs one too unless ABTEST_MONITOR=off). Prints every check with --once, else each stop."""
+    import redis
+
+    from abtest.monitor import Monitor, watched_experiments
+
+    loaded = _load_all(experiments)
+    watched = watched_experiments(loaded)
+    if not watched:
+        raise fail("error: no running experiment has a safety: section with a guardrail to watch")
+    typer.echo(f"monitor: watching {', '.join(e.id for e in watched)}")
+    runner = Monitor(_store_client(), lambda: loaded)
+    if not once:
+        runner.run_forever(on_pass=_print_stops)
+        return
+    try:
+        done = runner.tick()
+    except redis.RedisError as exc:
+        raise fail(f"error: the store cannot be used: {exc}") from None
+    finally:
+        runner.close()
+    if not done.leader:
+        raise fail(f"error: another monitor ({done.holder}) is the leader; nothing done")
+    for line in done.lines(every_check=True):
+        typer.echo(line)
+
+
+def _print_stops(done) -> None:
+    for line in done.lines(every_check=False):
+        typer.echo(line)
 
 
 def main() -> None:

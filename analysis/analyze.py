@@ -287,6 +287,9 @@ class ExperimentResult:
     arm_states, audit : dict of str to ArmState, tuple of AuditEntry
         The arms' runtime states (stopped by a safe rollout or an admin) and the log of their
         changes, when read from the store (:mod:`abtest.arm_state`).
+    srm_until : pandas.Timestamp or None
+        When an arm was stopped: the first stop, before which ``srm_p_value`` counts units
+        (:mod:`analysis.rollout`).
     pairwise : pandas.DataFrame or None
         With ``analysis: {pairwise: true}``, every treatment against every other treatment
         (:data:`PAIRWISE_COLUMNS`), corrected as its own family of comparisons.
@@ -313,6 +316,7 @@ class ExperimentResult:
     by_fingerprint: pd.DataFrame | None = None
     arm_states: dict[str, ArmState] = field(default_factory=dict)
     audit: tuple[AuditEntry, ...] = ()
+    srm_until: pd.Timestamp | None = None
 
     @property
     def experiment_id(self) -> str:

@@ -16,7 +16,13 @@ import pandas as pd
 
 from abtest.experiments import Experiment
 
-__all__ = ["Drift", "by_fingerprint", "fingerprint_drift", "first_fingerprints"]
+__all__ = [
+    "Drift",
+    "by_fingerprint",
+    "fingerprint_drift",
+    "first_exposures",
+    "first_fingerprints",
+]
 
 
 @dataclass(frozen=True)
@@ -32,27 +38,32 @@ class Drift:
         return {"arm": self.arm, "from": self.from_, "to": self.to, "at": self.at.isoformat()}
 
 
-def first_fingerprints(experiment: Experiment, exposures: pd.DataFrame) -> pd.DataFrame:
-    """Each analysed unit's first exposure: columns unit_id, arm, flow_fingerprint, ts.
+def first_exposures(experiment: Experiment, exposures: pd.DataFrame) -> pd.DataFrame:
+    """Each analysed unit's first exposure (by ``ts``, epoch ms): columns unit_id, arm, ts and
+    flow_fingerprint (None where not recorded).
 
-    Exposures of other experiments, of unknown arms, without a fingerprint, and of override
-    units are left out, as the analysis leaves them out.
+    Exposures of other experiments, of unknown arms and of override units are left out, as the
+    analysis leaves them out.
     """
     columns = ["unit_id", "arm", "flow_fingerprint", "ts"]
-    if len(exposures) == 0 or "flow_fingerprint" not in exposures.columns:
-        return pd.DataFrame(columns=columns)
     frame = exposures
+    if "flow_fingerprint" not in frame.columns:
+        frame = frame.assign(flow_fingerprint=None)
+    if len(frame) == 0:
+        return pd.DataFrame(columns=columns)
     if "experiment_id" in frame.columns:
         frame = frame[frame["experiment_id"].astype(str) == experiment.id]
     frame = frame[frame["arm"].astype(str).isin(experiment.arm_names)]
     frame = frame[~frame["unit_id"].astype(str).isin(experiment.overrides)]
-    frame = frame[frame["flow_fingerprint"].notna()]
-    frame = frame.assign(
-        unit_id=frame["unit_id"].astype(str),
-        arm=frame["arm"].astype(str),
-        flow_fingerprint=frame["flow_fingerprint"].astype(str),
-    )
+    frame = frame.assign(unit_id=frame["unit_id"].astype(str), arm=frame["arm"].astype(str))
     return frame.sort_values("ts", kind="stable").drop_duplicates("unit_id")[columns]
+
+
+def first_fingerprints(experiment: Experiment, exposures: pd.DataFrame) -> pd.DataFrame:
+    """`first_exposures` of the units whose first exposure recorded a fingerprint."""
+    firsts = first_exposures(experiment, exposures)
+    firsts = firsts[firsts["flow_fingerprint"].notna()]
+    return firsts.assign(flow_fingerprint=firsts["flow_fingerprint"].astype(str))
 
 
 def fingerprint_drift(experiment: Experiment, firsts: pd.DataFrame) -> list[Drift]:

@@ -35,6 +35,7 @@ from analysis.analyze import (
 )
 from analysis.formatting import format_number, format_p, format_percent
 from analysis.load import load_arm_states, load_events, load_manifests
+from analysis.rollout import with_arm_states
 from analysis.table_html import STYLE, render_table
 
 __all__ = [
@@ -126,6 +127,7 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         },
         "as_of": _time(result.as_of),
         "srm_p_value": _plain(float(result.srm_p_value)),
+        "srm_until": _time(result.srm_until),
         "table": rows,
         "guardrails": [dataclasses.asdict(g) for g in result.guardrails],
         "decisions": [dataclasses.asdict(d) for d in result.decisions],
@@ -165,6 +167,17 @@ def to_csv(result: ExperimentResult) -> str:
 
 
 def _srm_verdict(result: ExperimentResult) -> str:
+    verdict = _srm_sentence(result)
+    if result.srm_until is None:
+        return verdict
+    until = result.srm_until.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"{verdict} Checked on the units that entered before the first arm was stopped "
+        f"({until}): since then a stopped arm takes no units, by design."
+    )
+
+
+def _srm_sentence(result: ExperimentResult) -> str:
     p = result.srm_p_value
     if not math.isfinite(p):
         return "Sample ratio check: not enough units to test the traffic split."
@@ -716,12 +729,8 @@ def analyze_stored(experiment: Experiment, redis: Any, as_of: Any = None) -> Exp
     exposures, outcomes = load_events(experiment.id, redis)
     result = analyze(experiment, exposures, outcomes, as_of=as_of)
     states, audit = load_arm_states(experiment.id, experiment.arm_names, redis)
-    return dataclasses.replace(
-        result,
-        manifests=load_manifests(experiment.id, redis),
-        arm_states=states,
-        audit=tuple(audit),
-    )
+    result = with_arm_states(result, exposures, states, audit)
+    return dataclasses.replace(result, manifests=load_manifests(experiment.id, redis))
 
 
 def render(result: ExperimentResult, fmt: Format = "html") -> str:

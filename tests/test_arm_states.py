@@ -136,3 +136,26 @@ def test_the_report_says_when_and_why_an_arm_was_stopped(redis_client) -> None:
     assert data["audit"][0]["statistics"] == {"p_value": 0.001}
     html = render_report(result)
     assert "v2 was stopped at 2026-01-01 01:00:00 UTC by monitor: error +4.0 pp." in html
+
+
+def test_the_traffic_check_counts_units_before_the_first_stop(redis_client) -> None:
+    """After a stop, control keeps taking units and the stopped arm none: that imbalance is by
+    design, so the sample-ratio check looks at the units that entered before the stop."""
+    from analysis.report import analyze_stored, render_report, to_json
+    from tests.analysis_support import T0, exposure, write_events
+
+    experiment = load_experiment(EXAMPLES / "pdf_summary.yaml")
+    before = [(f"u{i}", ROUTER.assign(EXPERIMENT, f"u{i}").arm) for i in range(600)]
+    after = [(f"w{i}", "control") for i in range(400)]  # the treatments' units are not exposed
+    events = [exposure(u, a, T0 + i, experiment_id=EXPERIMENT) for i, (u, a) in enumerate(before)]
+    events += [exposure(u, a, T0 + 10_000 + i, experiment_id=EXPERIMENT) for i, (u, a) in enumerate(after)]  # noqa: E501
+    write_events(redis_client, EXPERIMENT, events)
+    pooled = analyze_stored(experiment, redis_client)
+    assert pooled.srm_warning and pooled.srm_until is None
+    change_state(
+        redis_client, EXPERIMENT, "v2", "stop", actor="monitor", reason="harm", now_ms=T0 + 5_000
+    )
+    result = analyze_stored(experiment, redis_client)
+    assert not result.srm_warning, result.srm_p_value
+    assert to_json(result)["srm_until"] == "2026-01-01T00:00:05+00:00"
+    assert "before the first arm was stopped (2026-01-01 00:00:05 UTC)" in render_report(result)

@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     "abtest.client": EDGES,
     "abtest.cli": EDGES,
     "abtest.telemetry": EDGES,
+    "abtest.monitor": EDGES,
     # Local model server and demo: on the side, never on the serving path.
     "abtest.devtools": DEVTOOLS,
 }

@@ -89,7 +89,7 @@ def test_json_has_the_table_without_nan(result):
     data = to_json(result)
     assert set(data) == {
         "experiment_id", "definition_sha", "analysis", "first_exposure", "last_exposure",
-        "flow_fingerprints", "fingerprint_prompts", "as_of", "srm_p_value", "table",
+        "flow_fingerprints", "fingerprint_prompts", "as_of", "srm_p_value", "srm_until", "table",
         "guardrails", "decisions", "pairwise", "progress", "arm_states", "audit", "drift",
         "by_fingerprint",
     }  # fmt: skip

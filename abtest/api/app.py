@@ -57,6 +57,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.telemetry.watch_event_log(event_log)
     await refresh_once(app)
     background = [asyncio.create_task(refresh_forever(app, settings.state_refresh_s))]
+    if settings.monitor == "on":
+        from abtest.monitor import Monitor, monitor_forever
+
+        monitor = Monitor(store.sync_client(url), lambda: app.state.platform.experiments)
+        background.append(asyncio.create_task(monitor_forever(monitor)))
     app.state.background = background
     # Everything built so far (modules, drivers, definitions) lives as long as the process:
     # moving it out of the collector's generations keeps full collections short under load.

@@ -61,6 +61,7 @@ class DemoOutcome:
     runs_ok: int
     runs_failed: int
     seconds: float
+    stopped: tuple[str, ...] = ()
 
 
 def simulation_of(experiment: Experiment) -> ModuleType | None:
@@ -174,13 +175,13 @@ def _post_history(
     http.post("/v1/outcomes", json=history).raise_for_status()
 
 
-def _clear_streams(experiment_id: str, client: Any) -> None:
-    from abtest.event_fields import dedupe_key, stream_key
-
-    keys = [
-        f(experiment_id, kind) for kind in ("exposure", "outcome") for f in (stream_key, dedupe_key)
-    ]
-    client.delete(*keys)
+def _clear_experiment(experiment_id: str, client: Any) -> None:
+    """Forget everything stored for the experiment: its streams, the arms' runtime state and
+    audit log, the monitor's statistics and the fingerprint manifests. They all carry the
+    experiment's hash tag, so one pattern finds them (on every node of a Redis Cluster)."""
+    keys = list(client.scan_iter(match=f"abtest:{{{experiment_id}}}:*", count=1000))
+    for key in keys:
+        client.delete(key)
 
 
 def run_demo(
@@ -241,7 +242,7 @@ def _run_experiment(
 
     started = time.perf_counter()
     if settings.fresh:
-        _clear_streams(experiment.id, store.sync_client(url))
+        _clear_experiment(experiment.id, store.sync_client(url))
     failed = 0
     truth: dict[str, list[float]] = {arm: [] for arm in experiment.arm_names}
 
@@ -271,4 +272,10 @@ def _run_experiment(
         runs_ok=sum(len(p) for p in truth.values()),
         runs_failed=failed,
         seconds=time.perf_counter() - started,
+        stopped=tuple(
+            f"{arm} stopped by the {state.actor} after {result.units_per_arm.get(arm, 0):,} "
+            f"of its units: {state.reason}"
+            for arm, state in result.arm_states.items()
+            if state.stopped
+        ),
     )
