@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo lint bench notebook clean system-packages
 
-# Debian packages the tests need (redis-server for the Redis Cluster tests), installed when
-# missing and possible (root with apt-get, as on CI); elsewhere those tests skip and say why.
+# Debian packages the tests need (redis-server for the Redis Cluster tests; chromium and
+# chromium-driver for the dashboard's browser tests), installed when missing and possible (root
+# with apt-get, as on CI); elsewhere those tests skip and say why.
 # The tests start their own servers: the system service the package may start is stopped.
 system-packages:
 	@if ! command -v redis-server >/dev/null 2>&1; then \
@@ -16,6 +17,14 @@ system-packages:
 			pkill -u redis -x redis-server || true; \
 		else \
 			echo "note: redis-server missing and not installable here: the Redis Cluster tests will skip"; \
+		fi; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+				|| echo "note: chromium and chromium-driver could not be installed: the dashboard's browser tests will skip"; \
+		else \
+			echo "note: chromium or chromium-driver missing and not installable here: the dashboard's browser tests will skip"; \
 		fi; \
 	fi
 

@@ -287,6 +287,9 @@ class ExperimentResult:
     arm_states, audit : dict of str to ArmState, tuple of AuditEntry
         The arms' runtime states (stopped by a safe rollout or an admin) and the log of their
         changes, when read from the store (:mod:`abtest.arm_state`).
+    traffic : pandas.DataFrame or None
+        Cumulative units that entered each arm (control included) per timeline period:
+        columns ``period``, ``arm``, ``units`` (None from :func:`analyze_stats` alone).
     srm_until : pandas.Timestamp or None
         When an arm was stopped: the first stop, before which ``srm_p_value`` counts units
         (:mod:`analysis.rollout`).
@@ -317,6 +320,7 @@ class ExperimentResult:
     arm_states: dict[str, ArmState] = field(default_factory=dict)
     audit: tuple[AuditEntry, ...] = ()
     srm_until: pd.Timestamp | None = None
+    traffic: pd.DataFrame | None = None
 
     @property
     def experiment_id(self) -> str:
@@ -418,8 +422,9 @@ def _analyze(
     cutoff = as_of_ms(as_of)
     prepared = _prepare(experiment, exposures, outcomes, cutoff)
     stats = _experiment_stats(prepared, experiment)
-    timeline, granularity = _timeline(prepared, experiment, stats.caps)
-    return analyze_stats(experiment, stats, cutoff, timeline, granularity)
+    timeline, granularity, traffic = _timeline(prepared, experiment, stats.caps)
+    result = analyze_stats(experiment, stats, cutoff, timeline, granularity)
+    return dataclasses.replace(result, traffic=traffic)
 
 
 def _with_drift(
@@ -1152,13 +1157,14 @@ def _empty_timeline() -> pd.DataFrame:
 
 def _timeline(
     prepared: _Prepared, experiment: Experiment, caps: dict[str, float]
-) -> tuple[pd.DataFrame, Granularity]:
-    """Cumulative lift per period, from cumulative per-(arm, period) sufficient statistics."""
+) -> tuple[pd.DataFrame, Granularity, pd.DataFrame]:
+    """Cumulative lift per period, from cumulative per-(arm, period) sufficient statistics,
+    and the cumulative units per arm and period (every arm, control included)."""
     empty = _empty_timeline()
     exposed = prepared.exposed
     k = len(experiment.arms)
     if len(exposed) == 0 or not experiment.metrics or k < 2:
-        return empty, "day"
+        return empty, "day", _traffic_frame([], [], [])
     starts = prepared.unit_start[exposed]
     low = int(starts.min())
     high = int(max(starts.max(), prepared.ev_ts.max() if len(prepared.ev_ts) else low))
@@ -1206,7 +1212,19 @@ def _timeline(
     frame = pd.DataFrame(columns)
     frame["period"] = pd.to_datetime(frame["period"], utc=True)
     frame["units"] = frame["units"].astype(np.int64)
-    return frame, granularity
+    traffic = _traffic_frame(
+        [p for _ in range(k) for p in periods],
+        [arm.name for arm in experiment.arms for _ in range(n_periods)],
+        cum_entered.reshape(-1).tolist(),
+    )
+    return frame, granularity, traffic
+
+
+def _traffic_frame(periods: list[Any], arms: list[str], units: list[int]) -> pd.DataFrame:
+    frame = pd.DataFrame({"period": periods, "arm": arms, "units": units})
+    frame["period"] = pd.to_datetime(frame["period"], utc=True)
+    frame["units"] = frame["units"].astype(np.int64)
+    return frame
 
 
 def _grouped(unit: np.ndarray, period: np.ndarray, n_periods: int, weights: list[np.ndarray]):

@@ -58,3 +58,14 @@ def test_one_fingerprint_per_arm_is_no_drift() -> None:
     result = analyze(experiment(), exposures, outcomes)
     assert result.drift == () and result.by_fingerprint is None
     assert to_json(result)["drift"] == [] and "Prompt drift" not in render_report(result)
+
+
+def test_traffic_counts_every_arms_units_per_period() -> None:
+    """`ExperimentResult.traffic` (the dashboard's units chart) has the control too, and its
+    last period equals the units per arm."""
+    exposures, outcomes = _events(np.random.default_rng(5))
+    result = analyze(experiment(), exposures, outcomes)
+    last = result.traffic.groupby("arm")["units"].max().to_dict()
+    assert last == result.units_per_arm == {"control": 200, "v2": 200}
+    per_day = result.traffic[result.traffic["arm"] == "control"]["units"].tolist()
+    assert per_day == sorted(per_day) and per_day[0] == 24  # one unit an hour, from T0

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from abtest.api.arm_states import refresh_forever, refresh_once
+from abtest.api.dashboard import install_dashboard
 from abtest.api.errors import ApiError, install_error_handlers
 from abtest.api.middleware import RequestGuard
 from abtest.api.routes import admin_router, experiments_router, outcomes_router, service_router
@@ -147,5 +148,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.openapi = _errors_are_json(app)  # type: ignore[method-assign]
     for router in (experiments_router, outcomes_router, service_router, admin_router):
         app.include_router(router)
+    install_dashboard(app)
     app.add_middleware(RequestGuard, settings=app.state.settings)
     return app

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from abtest.api.security import authorize
+from abtest.api.security import LoginRequired, authorize
 from abtest.settings import Settings
 from abtest.telemetry import Telemetry
 
@@ -47,10 +47,17 @@ class RequestGuard:
                 status["code"] = message["status"]
             await send(message)
 
-        refusal = authorize(scope["path"], _header(scope, b"authorization"), self.settings)
+        refusal = authorize(
+            scope["path"],
+            scope["method"],
+            _header(scope, b"authorization"),
+            _header(scope, b"cookie"),
+            self.settings,
+        )
         declared = _content_length(scope)
         if refusal is not None:
-            await _send_json(send, refusal.status, refusal.error, refusal.detail)
+            where = refusal.location if isinstance(refusal, LoginRequired) else None
+            await _send_json(send, refusal.status, refusal.error, refusal.detail, where)
             status["code"] = refusal.status
         elif declared is not None and declared > limit:
             await _send_json(send, 413, "too_large", f"request body over {limit} bytes")
@@ -117,17 +124,16 @@ def _replay(body: bytes) -> Any:
     return receive
 
 
-async def _send_json(send: Any, status: int, error: str, detail: str) -> None:
-
+async def _send_json(
+    send: Any, status: int, error: str, detail: str, location: str | None = None
+) -> None:
+    """The refusal as JSON; with `location`, a redirect there (a dashboard page's login)."""
     payload = json.dumps({"error": error, "detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if location is not None:
+        headers.append((b"location", location.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
