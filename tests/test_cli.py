@@ -170,7 +170,8 @@ def test_serve_refuses_invalid_experiments(env, tmp_path: Path) -> None:
 
 
 def test_demo_end_to_end_small(env, tmp_path: Path) -> None:
-    """Both example flows, each with its own simulated users; a second run starts afresh."""
+    """Every example experiment, each with its own simulated users; a second run starts
+    afresh."""
     reports = tmp_path / "reports"
     args = ["demo", "--users", "90", "--reports", str(reports), "-e", str(EXAMPLES)]
     first = runner.invoke(app, args)
@@ -185,9 +186,11 @@ def test_demo_end_to_end_small(env, tmp_path: Path) -> None:
     for arm in support.arm_names:
         assert arm in support_html
     assert second.output.count("90 runs ok, 0 failed") == 2
-    assert second.output.count("true thumbs_up rate") == 2
+    assert second.output.count("true thumbs_up rate") == 3  # and the safe-rollout example
+    assert (reports / "pdf-summary-rollout.html").exists()
     sections = second.output.split("\n== ")[1:]
-    assert [section.split(" ==")[0] for section in sections] == [EXPERIMENT, support.id]
+    names = [section.split(" ==")[0] for section in sections]
+    assert names == [EXPERIMENT, "pdf-summary-rollout", support.id]
     for section in sections:
         table_units = [
             int(line.split()[2])
