@@ -276,6 +276,12 @@ def demo(
         )
         for line in outcome.stopped:
             typer.echo(f"safe rollout: {line}")
+        if outcome.users_skipped:
+            typer.echo(
+                f"safe rollout: every treatment arm was stopped, so the last "
+                f"{outcome.users_skipped:,} users (who would all get the control) were not "
+                "simulated"
+            )
         typer.echo(f"report: {outcome.report_path}")
 
 

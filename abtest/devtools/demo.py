@@ -61,6 +61,7 @@ class DemoOutcome:
     runs_ok: int
     runs_failed: int
     seconds: float
+    users_skipped: int = 0
     stopped: tuple[str, ...] = ()
 
 
@@ -230,6 +231,42 @@ def run_demo(
     return outcomes
 
 
+#: Users simulated after the monitor stopped every treatment arm of a safe rollout: enough
+#: to show their units getting the control's config, then the demo moves on.
+TAIL_USERS = 50
+
+
+def _simulate_users(
+    pool: ThreadPoolExecutor,
+    user: Callable[[int], tuple[str, float] | None],
+    record: Callable[[tuple[str, float] | None], None],
+    experiment: Experiment,
+    settings: DemoSettings,
+    url: str,
+) -> int:
+    """Simulate the experiment's users; returns how many. An experiment with a `safety:`
+    section runs in batches, and once the monitor has stopped every treatment arm, the rest
+    would all get the control's config: after `TAIL_USERS` more the demo moves on."""
+    if experiment.safety is None:
+        for answer in pool.map(user, range(settings.users)):
+            record(answer)
+        return settings.users
+    from abtest.state_store import read_states
+
+    batch = 4 * settings.concurrency
+    done, last = 0, settings.users
+    treatments = experiment.arm_names[1:]
+    while done < last:
+        for answer in pool.map(user, range(done, min(done + batch, last))):
+            record(answer)
+        done = min(done + batch, last)
+        if last == settings.users:
+            states = read_states(store.sync_client(url), experiment.id, experiment.arm_names)
+            if all(states[arm].stopped for arm in treatments):
+                last = min(settings.users, done + TAIL_USERS)
+    return done
+
+
 def _run_experiment(
     http: httpx.Client,
     experiment: Experiment,
@@ -249,14 +286,19 @@ def _run_experiment(
     def user(index: int) -> tuple[str, float] | None:
         return _simulate_user(http, experiment.id, simulation, index, settings.seed)
 
+    def record(answer: tuple[str, float] | None) -> None:
+        nonlocal failed
+        if answer is None:
+            failed += 1
+        else:
+            truth[answer[0]].append(answer[1])
+        if progress is not None:
+            progress(1)
+
     with ThreadPoolExecutor(settings.concurrency) as pool:
-        for answer in pool.map(user, range(settings.users)):
-            if answer is None:
-                failed += 1
-            else:
-                truth[answer[0]].append(answer[1])
-            if progress is not None:
-                progress(1)
+        done = _simulate_users(pool, user, record, experiment, settings, url)
+    if progress is not None:
+        progress(settings.users - done)
     result = analyze_stored(experiment, store.sync_client(url))
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path = settings.reports_dir / f"{experiment.id}.html"
@@ -272,6 +314,7 @@ def _run_experiment(
         runs_ok=sum(len(p) for p in truth.values()),
         runs_failed=failed,
         seconds=time.perf_counter() - started,
+        users_skipped=settings.users - done,
         stopped=tuple(
             f"{arm} stopped by the {state.actor} after {result.units_per_arm.get(arm, 0):,} "
             f"of its units: {state.reason}"
