@@ -88,7 +88,14 @@ def srm(results: Mapping[str, Any]) -> dict[str, Any]:
             "text": f"sample ratio mismatch (p = {p:.2g} < {SRM_THRESHOLD:g}): the units per "
             "arm do not match the weights, so the comparisons may be biased",
         }
-    return {"flag": False, "css": "good", "text": f"no sample ratio mismatch (p = {p:.3g})"}
+    text = f"no sample ratio mismatch (p = {p:.3g})"
+    until = results.get("srm_until")
+    if until:
+        text += (
+            f", checked on the units that entered before the first arm was stopped ({until}): "
+            "since then a stopped arm takes no units, by design"
+        )
+    return {"flag": False, "css": "good", "text": text}
 
 
 def _live_state(state: ArmState | None) -> dict[str, str]:
@@ -536,8 +543,6 @@ def experiment_context(reading: Reading, details: Details) -> dict[str, Any]:
         "decisions": _decisions(results),
         "arms": _arms(reading, details),
         "charts": _charts(reading, drift),
-        "control_units_missing": not reading.result.timeline.empty
-        and reading.result.control not in set(reading.result.timeline["arm"]),
         "drift": drift,
         "prompts": _prompts(details),
         "audit": _audit(details.audit),
