@@ -493,7 +493,8 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
         field = model.model_fields.get(str(part))
         if field is None:
             return []
-        model = {"arms": Arm, "metrics": Metric, "analysis": AnalysisSettings}.get(str(part))
+        nested = {"arms": Arm, "metrics": Metric, "analysis": AnalysisSettings, "safety": Safety}
+        model = nested.get(str(part))
     return list(model.model_fields) if model is not None else []
 
 

@@ -182,6 +182,46 @@ REJECTIONS = {
         lambda d: d["metrics"][0].update(estimand="ratio"),
         ["metrics[0].estimand: Input should be 'relative' or 'absolute'"],
     ),
+    "safety alpha above 0.5": (
+        lambda d: d.update(safety={"alpha": 0.6}),
+        ["safety.alpha: Input should be less than or equal to 0.5 (got 0.6)"],
+    ),
+    "safety alpha 0": (
+        lambda d: d.update(safety={"alpha": 0}),
+        ["safety.alpha: Input should be greater than 0 (got 0)"],
+    ),
+    "negative tolerated harm": (
+        lambda d: d["metrics"][1].update(margin=-0.1),
+        ["metrics[1].margin: Input should be greater than 0 (got -0.1)"],
+    ),
+    "safety check interval under a second": (
+        lambda d: d.update(safety={"check_every_s": 0.5}),
+        ["safety.check_every_s: Input should be greater than or equal to 1 (got 0.5)"],
+    ),
+    "safety min_units 0": (
+        lambda d: d.update(safety={"min_units": 0}),
+        ["safety.min_units: Input should be greater than or equal to 1 (got 0)"],
+    ),
+    "unknown safety guardrail": (
+        lambda d: d.update(safety={"guardrails": ["latencyms"]}),
+        ["safety.guardrails[0]: 'latencyms' is not a guardrail metric (did you mean "
+         "'latency_ms'?)"],
+    ),  # fmt: skip
+    "safety webhook not http": (
+        lambda d: d.update(safety={"webhook": "ftp://hooks.example.com"}),
+        ["safety.webhook: webhook ('ftp://hooks.example.com') must be an http:// or https:// URL"],
+    ),
+    "unknown safety key": (
+        lambda d: d.update(safety={"autostop": True}),
+        ["safety.autostop: unknown key (did you mean 'auto_stop'?)"],
+    ),
+    "safety without a guardrail": (
+        lambda d: [
+            d.update(safety={}),
+            [m.update(guardrail=False, margin=None) for m in d["metrics"]],
+        ],
+        ["safety: no metric has guardrail: true, so there is nothing to watch"],
+    ),
 }
 
 
