@@ -44,6 +44,10 @@ ENVIRONMENT: dict[str, str] = {
     "ABTEST_VIEWER_KEYS": (
         "comma-separated read-only keys: the dashboard (/ui) and GET requests, nothing else"
     ),
+    "ABTEST_SDK_KEYS": (
+        "comma-separated client keys of the GrowthBook SDK payload, GET /api/features/{key} "
+        "(unset: the endpoint answers 404)"
+    ),
     "ABTEST_MONITOR": (
         "on (default) or off: whether `abtest serve` runs the safe-rollout monitor (one "
         "leader across workers and replicas)"
@@ -88,6 +92,7 @@ class Settings:
     api_keys: frozenset[str] = field(default_factory=frozenset)
     admin_keys: frozenset[str] = field(default_factory=frozenset)
     viewer_keys: frozenset[str] = field(default_factory=frozenset)
+    sdk_keys: frozenset[str] = field(default_factory=frozenset)
     monitor: str = "on"
     state_refresh_s: float = 1.0
     max_body_bytes: int = 1_048_576
@@ -115,6 +120,7 @@ class Settings:
             api_keys=_keys(env, "ABTEST_API_KEYS"),
             admin_keys=_keys(env, "ABTEST_ADMIN_KEYS"),
             viewer_keys=_keys(env, "ABTEST_VIEWER_KEYS"),
+            sdk_keys=_keys(env, "ABTEST_SDK_KEYS"),
             monitor=_choice(env, "ABTEST_MONITOR", ("on", "off")),
             state_refresh_s=_seconds(env, "ABTEST_STATE_REFRESH_S", 1.0),
             max_body_bytes=_positive_int(env, "ABTEST_MAX_BODY_BYTES", 1_048_576),

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "abtest.arm_state": SCHEMA,
     # Pure rules and statistics over that data.
     "abtest.router": CORE,
+    "abtest.sdk_payload": CORE,
     "abtest.tracking": CORE,
     "analysis": CORE,
     # Running flows: Hamilton drivers, the LLM client, the prompt registry.

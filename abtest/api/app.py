@@ -21,6 +21,7 @@ from abtest.api.dashboard import install_dashboard
 from abtest.api.errors import ApiError, install_error_handlers
 from abtest.api.middleware import RequestGuard
 from abtest.api.routes import admin_router, experiments_router, outcomes_router, service_router
+from abtest.api.sdk import sdk_router
 from abtest.api.state import load_platform, reload_platform
 from abtest.events import AckPolicy, EventLog
 from abtest.platform import Platform
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.openapi = _errors_are_json(app)  # type: ignore[method-assign]
     for router in (experiments_router, outcomes_router, service_router, admin_router):
         app.include_router(router)
+    app.include_router(sdk_router)
     install_dashboard(app)
     app.add_middleware(RequestGuard, settings=app.state.settings)
     return app

@@ -21,8 +21,9 @@ OPEN_PATHS = frozenset({"/health", "/health/ready", "/ui/login", "/ui/logout"})
 """What a load balancer or Kubernetes probes, and the dashboard's login and logout, without
 a key."""
 
-OPEN_PREFIXES = ("/ui/static/",)
-"""The dashboard's script and style sheet: nothing secret, and the login page needs them."""
+OPEN_PREFIXES = ("/ui/static/", "/api/features/")
+"""The dashboard's script and style sheet (nothing secret, and the login page needs them),
+and the GrowthBook SDK payload, whose client key is in its path (`abtest.api.sdk`)."""
 
 DASHBOARD = "/ui"
 DASHBOARD_API = "/ui/api/"
