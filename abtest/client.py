@@ -132,8 +132,9 @@ def _outcome_call(
     value: float,
     request_id: str,
     event_id: str | None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> _Call:
-    body = {
+    body: dict[str, Any] = {
         "experiment_id": experiment_id,
         "unit_id": unit_id,
         "metric": metric,
@@ -141,6 +142,8 @@ def _outcome_call(
         "request_id": request_id,
         "event_id": event_id or uuid.uuid4().hex,
     }
+    if attributes:
+        body["attributes"] = dict(attributes)
     return _Call("POST", "/v1/outcomes", body=body)
 
 
@@ -264,7 +267,8 @@ class Client(_Base):
     def assign(
         self, experiment_id: str, unit_id: str, attributes: Mapping[str, Any] | None = None
     ) -> Assignment:
-        """The unit's arm and config (the service logs the exposure); fails open."""
+        """The unit's arm and config (the service logs the exposure); fails open.
+        `attributes` (a JSON object) feed the experiment's hash attribute and condition."""
         try:
             if experiment_id not in self._controls:
                 self._remember(
@@ -293,9 +297,14 @@ class Client(_Base):
         *,
         request_id: str = "",
         event_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> str:
-        """Record one outcome; returns its event id (stored once, however often retried)."""
-        call = _outcome_call(experiment_id, unit_id, metric, value, request_id, event_id)
+        """Record one outcome; returns its event id (stored once, however often retried).
+        `attributes`: those the unit was assigned with, for experiments whose arms depend on
+        them (the service recomputes the arm)."""
+        call = _outcome_call(
+            experiment_id, unit_id, metric, value, request_id, event_id, attributes
+        )
         return self._send(call)["event_ids"][0]
 
     def close(self) -> None:
@@ -333,7 +342,8 @@ class AsyncClient(_Base):
     async def assign(
         self, experiment_id: str, unit_id: str, attributes: Mapping[str, Any] | None = None
     ) -> Assignment:
-        """The unit's arm and config (the service logs the exposure); fails open."""
+        """The unit's arm and config (the service logs the exposure); fails open.
+        `attributes` (a JSON object) feed the experiment's hash attribute and condition."""
         try:
             if experiment_id not in self._controls:
                 definition = await self._send(_Call("GET", f"/v1/experiments/{experiment_id}"))
@@ -362,9 +372,14 @@ class AsyncClient(_Base):
         *,
         request_id: str = "",
         event_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> str:
-        """Record one outcome; returns its event id (stored once, however often retried)."""
-        call = _outcome_call(experiment_id, unit_id, metric, value, request_id, event_id)
+        """Record one outcome; returns its event id (stored once, however often retried).
+        `attributes`: those the unit was assigned with, for experiments whose arms depend on
+        them (the service recomputes the arm)."""
+        call = _outcome_call(
+            experiment_id, unit_id, metric, value, request_id, event_id, attributes
+        )
         return (await self._send(call))["event_ids"][0]
 
     async def aclose(self) -> None:

@@ -32,7 +32,10 @@ EXPOSURE_FIELDS: tuple[str, ...] = (
     "request_id",
     "definition_sha",
     "flow_fingerprint",
+    "source",
 )
+#: Exposure fields older writers did not send: readers fill in their default.
+OPTIONAL_EXPOSURE_FIELDS: dict[str, str] = {"source": "api"}
 OUTCOME_FIELDS: tuple[str, ...] = (
     "event_id",
     "ts",
@@ -111,12 +114,16 @@ class Exposure:
     flow_fingerprint: str
     event_id: str = field(default_factory=_new_event_id)
     ts: int = field(default_factory=now_ms)
+    #: Who saw the unit exposed: ``api`` (the service assigned or ran it) or what a client
+    #: reported it as (``sdk`` for a GrowthBook SDK's tracking callback).
+    source: str = "api"
 
     def __post_init__(self) -> None:
         _check_common(self)
         _check_text("request_id", self.request_id)
         _check_text("definition_sha", self.definition_sha)
         _check_text("flow_fingerprint", self.flow_fingerprint)
+        _check_text("source", self.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +194,7 @@ def wire_values(event: Event) -> list[str]:
         event.request_id,
     ]
     if isinstance(event, Exposure):
-        return [*common, event.definition_sha, event.flow_fingerprint]
+        return [*common, event.definition_sha, event.flow_fingerprint, event.source]
     return [*common, event.metric, repr(event.value)]
 
 
@@ -208,7 +215,11 @@ def decode(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Event:
     data = {as_str(k): as_str(v) for k, v in fields.items()}
     is_outcome = "metric" in data
     names = OUTCOME_FIELDS if is_outcome else EXPOSURE_FIELDS
-    missing = [name for name in names if name not in data]
+    missing = [
+        name
+        for name in names
+        if name not in data and (is_outcome or name not in OPTIONAL_EXPOSURE_FIELDS)
+    ]
     if missing:
         kind = "outcome" if is_outcome else "exposure"
         raise EventError(f"{kind} event is missing field(s) {', '.join(missing)}: {data!r}")
@@ -228,6 +239,7 @@ def decode(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Event:
         return Exposure(
             definition_sha=data["definition_sha"],
             flow_fingerprint=data["flow_fingerprint"],
+            source=data.get("source", OPTIONAL_EXPOSURE_FIELDS["source"]),
             **common,
         )
     try:

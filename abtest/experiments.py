@@ -2,9 +2,9 @@
 
 A definition decides which users see which prompts, so a wrong one must never reach the router.
 Loading gathers every problem in a file (unknown keys with a "did you mean", weights, coverage,
-namespace, overrides, metrics) and raises one `ExperimentFileError` that names the file, the
-field and the bad value. The models are frozen pydantic models: the router and the API share
-them without copying.
+namespace, overrides, metrics, the targeting condition) and raises one `ExperimentFileError`
+that names the file, the field and the bad value. The models are frozen pydantic models: the
+router and the API share them without copying.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from abtest.targeting import condition_problems
 
 AUTOMATIC_METRICS: tuple[str, ...] = (
     "latency_ms",
@@ -194,6 +196,10 @@ class Experiment(_Frozen):
     winner: str | None = None
     flow: str | tuple[str, ...]
     hash_attribute: str = "user_id"
+    #: Hashed when the unit's attributes give no value of `hash_attribute` (see the router).
+    fallback_attribute: str | None = Field(default=None, min_length=1)
+    #: Targeting: units whose attributes do not match (GrowthBook condition syntax) stay out.
+    condition: dict[str, Any] | None = None
     hash_version: Literal[1, 2] = 2
     seed: str | None = None
     coverage: float = 1.0
@@ -278,6 +284,7 @@ class Experiment(_Frozen):
                         f"automatic run metric{_suggest(ref, known)}"
                     )
         problems.extend(self._safety_problems())
+        problems.extend(self._condition_problems())
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -294,6 +301,11 @@ class Experiment(_Frozen):
             for index, name in enumerate(self.safety.guardrails or ())
             if name not in guardrails
         ]
+
+    def _condition_problems(self) -> list[str]:
+        if not self.condition:
+            return []
+        return [_under("condition", problem) for problem in condition_problems(self.condition)]
 
     @property
     def watched_guardrails(self) -> tuple[Metric, ...]:
@@ -470,6 +482,17 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 def _suggest(word: str, choices: Iterable[str]) -> str:
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _under(field: str, problem: str) -> str:
+    """A problem `"<path>: <message>"` found inside `field`, with the path made absolute."""
+    path, sep, message = problem.partition(": ")
+    if not sep:
+        return f"{field}: {problem}"
+    if not path:
+        return f"{field}: {message}"
+    joiner = "" if path.startswith("[") else "."
+    return f"{field}{joiner}{path}: {message}"
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

@@ -6,9 +6,9 @@ A chain of tiny pure functions, one step each (as in GrowthBook's `core.py`):
 in every API replica and in any GrowthBook SDK. `Router` composes them and precomputes the
 ranges of each experiment once.
 
-The router trusts its input: `abtest.experiments` rejects bad weights, coverage and namespaces
-before a definition reaches it. `bucket_ranges` still keeps GrowthBook's fallbacks so that it
-reproduces the cross-SDK conformance rows.
+The router trusts its input: `abtest.experiments` rejects bad weights, coverage, namespaces and
+conditions before a definition reaches it. `bucket_ranges` still keeps GrowthBook's fallbacks so
+that it reproduces the cross-SDK conformance rows.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from fnv_hash_fast import fnv1a_32 as _fnv1a_32_bytes
 
 from abtest.experiments import Experiment
+from abtest.targeting import eval_condition
 
 FNV_OFFSET = 0x811C9DC5
 FNV_PRIME = 0x01000193
@@ -32,7 +33,9 @@ Reason = Literal[
     "stopped",
     "override",
     "empty_unit_id",
+    "no_hash_value",
     "not_in_namespace",
+    "condition",
     "not_in_coverage",
     "hashed",
     "arm_stopped",
@@ -82,6 +85,64 @@ def hash_unit(seed: str, value: str, version: int = 2) -> float | None:
     return None
 
 
+def _js_number(x: float) -> str:
+    """A finite, non-zero number as JavaScript's `String()` writes it (ECMAScript
+    Number::toString): the shortest round-trip digits (Python's `repr` has the same), laid out
+    in fixed notation for decimal exponents -6..21, else as `1.5e+21` or `1e-7`."""
+    if x < 0:
+        return "-" + _js_number(-x)
+    mantissa, _, exponent = repr(x).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    significant = (whole + fraction).lstrip("0")
+    digits = significant.rstrip("0")
+    k = len(digits)
+    n = len(significant) + int(exponent or 0) - len(fraction)  # x = 0.digits * 10**n
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return f"{digits[:n]}.{digits[n:]}"
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    e = n - 1
+    sign = "+" if e >= 0 else "-"
+    head = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{head}e{sign}{abs(e)}"
+
+
+UNIT_ATTRIBUTE = "user_id"
+"""The attribute the unit id is: `attributes` without it get `{"user_id": unit_id}`, so an
+experiment hashing `user_id` (the default `hash_attribute`) needs no attributes, while one
+hashing another attribute (`company`) needs that attribute (or its `fallback_attribute`)."""
+
+
+def unit_attributes(unit_id: str, attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The attributes a condition sees: the given ones, with the unit id as `user_id` unless
+    they name a `user_id` themselves."""
+    if attributes and UNIT_ATTRIBUTE in attributes:
+        return attributes
+    return {**(attributes or {}), UNIT_ATTRIBUTE: unit_id}
+
+
+def hash_value(value: Any) -> str | None:
+    """The text GrowthBook hashes for an attribute value, or None if it cannot identify a unit.
+
+    As the SDK's `isHashable`: a non-empty string as it is; a finite, non-zero number as
+    JavaScript's `String()` writes it (`1.0` -> "1"); anything else (None, "", 0, booleans,
+    lists, objects) is no value.
+    """
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        x = float(value)
+    except OverflowError:
+        return None
+    if x == 0 or not math.isfinite(x):
+        return None
+    return _js_number(x)
+
+
 def equal_weights(n_arms: int) -> list[float]:
     """`n_arms` equal weights (empty for fewer than one arm)."""
     return [1.0 / n_arms] * n_arms if n_arms >= 1 else []
@@ -124,13 +185,14 @@ def choose_arm(n: float, ranges: Sequence[tuple[float, float]]) -> int:
     return -1
 
 
-def in_namespace(unit_id: str, namespace: tuple[str, float, float]) -> bool:
-    """Whether a unit is in the namespace's slice: ``start <= hash_unit("__" + name, id, 1) < end``.
+def in_namespace(value: str, namespace: tuple[str, float, float]) -> bool:
+    """Whether a unit is in the namespace's slice: ``start <= hash_unit("__" + name, v, 1) < end``
+    where `v` is the unit's hash value (its id, unless the experiment hashes another attribute).
 
     Experiments sharing a namespace with disjoint slices never share a unit.
     """
     name, start, end = namespace
-    n = hash_unit("__" + name, unit_id, 1)
+    n = hash_unit("__" + name, value, 1)
     return n is not None and start <= n < end
 
 
@@ -155,6 +217,9 @@ class _Plan:
 
     experiment: Experiment
     running: bool
+    hash_attribute: str
+    fallback_attribute: str | None
+    condition: Mapping[str, Any] | None
     seed: str
     version: int
     namespace: tuple[str, float, float] | None
@@ -173,7 +238,9 @@ def _plan(experiment: Experiment) -> _Plan:
         for reason in (
             "not_running",
             "empty_unit_id",
+            "no_hash_value",
             "not_in_namespace",
+            "condition",
             "not_in_coverage",
             "arm_stopped",
         )
@@ -182,6 +249,9 @@ def _plan(experiment: Experiment) -> _Plan:
     return _Plan(
         experiment=experiment,
         running=experiment.status == "running",
+        hash_attribute=experiment.hash_attribute,
+        fallback_attribute=experiment.fallback_attribute,
+        condition=experiment.condition or None,
         seed=experiment.hash_seed,
         version=experiment.hash_version,
         namespace=experiment.namespace,
@@ -200,9 +270,28 @@ def _plan(experiment: Experiment) -> _Plan:
 class Router:
     """Assigns units to arms for a set of experiments; stateless apart from precomputed plans.
 
-    Rules, in order: experiment not running (draft: control's config; stopped: the declared
-    `winner`, else control; never in the experiment) -> override -> namespace -> coverage and
-    weights by hash.
+    Rules, in the order of GrowthBook's `run` (its conformance rows in
+    tests/data/growthbook_run_0.8.0.json decide the edge cases):
+
+    1. experiment not running: draft, the control's config; stopped, the declared `winner`
+       (else control); never in the experiment (`not_running`, `stopped`). GrowthBook checks
+       its forced variations before this; here a draft or stopped file wins over `overrides`.
+    2. `overrides`: the unit id forced into an arm (`override`).
+    3. hash value: `attributes[hash_attribute]`, where the unit id is the `user_id`
+       attribute (`UNIT_ATTRIBUTE`) unless the attributes name one, so an experiment hashing
+       the default `user_id` needs only the unit id, as before attributes existed; a missing
+       value, or one that cannot identify a unit (None, "", 0, a boolean, a list:
+       `hash_value`), gives way to the `fallback_attribute`; with neither, not in the
+       experiment: `empty_unit_id` when the empty value was the unit id itself, else
+       `no_hash_value` (e.g. `hash_attribute: company` and no `company` attribute).
+    4. namespace, on the hash value (`not_in_namespace`).
+    5. `condition` on the attributes, with the unit id as `user_id` unless they name one
+       (`condition`).
+    6. coverage and weights by the hash value (`hashed`, else `not_in_coverage`); a unit
+       hashed into an arm stopped at run time gets the control's config (`arm_stopped`).
+
+    Every rule but `override` and `hashed` leaves the unit outside the experiment
+    (`in_experiment` False, no exposure), with the control's config except for `stopped`.
     """
 
     def __init__(self, experiments: Mapping[str, Experiment] | Sequence[Experiment]):
@@ -229,13 +318,15 @@ class Router:
         attributes: Mapping[str, Any] | None = None,
         stopped_arms: frozenset[str] | set[str] = frozenset(),
     ) -> Assignment:
-        """The arm of `unit_id` (the value of the experiment's `hash_attribute`).
+        """The arm of `unit_id`, whose `attributes` (JSON values) the hash attribute, the
+        fallback attribute and the condition read (rules: see the class).
 
-        `attributes` is accepted for targeting rules to come; no rule reads it yet.
         `stopped_arms` are arms a safe rollout stopped (runtime state the caller reads from
         the store): a unit hashed into one gets the control's config, outside the experiment,
         reason `arm_stopped`; overrides still apply (they are deliberate). Answers are
-        prebuilt per experiment, so a call allocates nothing but the hash.
+        prebuilt per experiment, so a call allocates nothing but the hash (and, for an
+        experiment with a condition, the attributes it reads when they lack the hash
+        attribute).
         """
         plan = self._get(experiment_id)
         if not plan.running:
@@ -244,11 +335,27 @@ class Router:
         forced = plan.forced.get(unit_id)
         if forced is not None:
             return forced
-        if not unit_id:
-            return plan.outside["empty_unit_id"]
-        if plan.namespace is not None and not in_namespace(unit_id, plan.namespace):
+        if attributes and plan.hash_attribute in attributes:
+            value = hash_value(attributes[plan.hash_attribute])
+        else:
+            value = unit_id if plan.hash_attribute == UNIT_ATTRIBUTE else None
+        if not value and plan.fallback_attribute is not None:
+            if attributes and plan.fallback_attribute in attributes:
+                value = hash_value(attributes[plan.fallback_attribute])
+            elif plan.fallback_attribute == UNIT_ATTRIBUTE:
+                value = unit_id
+        if not value:
+            own = plan.hash_attribute == UNIT_ATTRIBUTE and not (
+                attributes and UNIT_ATTRIBUTE in attributes
+            )
+            return plan.outside["empty_unit_id" if own else "no_hash_value"]
+        if plan.namespace is not None and not in_namespace(value, plan.namespace):
             return plan.outside["not_in_namespace"]
-        n = hash_unit(plan.seed, unit_id, plan.version)
+        if plan.condition is not None and not eval_condition(
+            plan.condition, unit_attributes(unit_id, attributes)
+        ):
+            return plan.outside["condition"]
+        n = hash_unit(plan.seed, value, plan.version)
         for index, (start, end) in enumerate(plan.ranges):
             if start <= n < end:
                 hashed = plan.hashed[index]
@@ -257,12 +364,28 @@ class Router:
                 return hashed
         return plan.outside["not_in_coverage"]
 
+    def reads_attributes(self, experiment_id: str) -> bool:
+        """Whether the experiment's assignment may depend on more than the unit id: it has a
+        condition or a fallback attribute, or hashes an attribute other than the default
+        `user_id` (which the unit id stands for). Such an arm cannot be recomputed from the
+        unit id alone (see `POST /v1/outcomes`)."""
+        plan = self._get(experiment_id)
+        return (
+            plan.condition is not None
+            or plan.fallback_attribute is not None
+            or plan.hash_attribute != Experiment.model_fields["hash_attribute"].default
+        )
+
     def assign_many(self, experiment_id: str, unit_ids: Sequence[str]) -> np.ndarray:
         """Arm indices for many units at once (numpy), -1 where a unit is not in the experiment.
 
-        Gives the same arms as `assign` (overrides included) for simulations and A/A tests.
-        Units outside the experiment get -1 rather than the control's index so that callers can
-        tell participants from bystanders; `assign` reports the same through `in_experiment`.
+        Gives the same arms as `assign(experiment_id, unit)` without attributes (overrides
+        included), for simulations and A/A tests: the unit id is the `user_id` attribute, the
+        hash value when the experiment hashes `user_id` (else no unit has a hash value), and a
+        condition sees only `{"user_id": unit_id}` (evaluated unit by unit). Stopped arms
+        are not applied. Units outside the experiment get -1 rather than the control's index
+        so that callers can tell participants from bystanders; `assign` reports the same
+        through `in_experiment`.
         """
         plan = self._get(experiment_id)
         ids = list(unit_ids)
@@ -278,6 +401,14 @@ class Router:
             ns = _hash_many("__" + name, buffer, starts, lengths, 1)
             result[~((ns >= ns_start) & (ns < ns_end))] = -1
         result[lengths == 0] = -1
+        if UNIT_ATTRIBUTE not in (plan.hash_attribute, plan.fallback_attribute):
+            result[:] = -1
+        if plan.condition is not None:
+            condition = plan.condition
+            matches = np.fromiter(
+                (eval_condition(condition, {UNIT_ATTRIBUTE: unit}) for unit in ids), bool, len(ids)
+            )
+            result[~matches] = -1
         if plan.forced:
             for row, unit in enumerate(ids):
                 forced = plan.forced.get(unit)

@@ -9,11 +9,12 @@ experiment files and the arms' runtime state into the payload the SDKs load
 whose value is `{"arm": <name>, "config": {...}}`:
 
 - **running**: force rules for the experiment's `overrides` (one per arm: the units listed
-  for it), then one experiment rule with the experiment's `seed`, `hashVersion`,
-  `hashAttribute` (and `fallbackAttribute`), `condition`, `namespace`, `coverage`, `weights`
-  and explicit `ranges`: the router's bucket ranges, where an arm stopped by a safe rollout
-  gets an empty range, so its units fall outside the experiment to the feature's default,
-  the control's config, exactly as the router answers `arm_stopped`;
+  for it, by their `user_id` attribute, which is the unit id), then one experiment rule with
+  the experiment's `seed`, `hashVersion`, `hashAttribute` (and `fallbackAttribute`),
+  `condition`, `namespace`, `coverage`, `weights` and explicit `ranges`: the router's bucket
+  ranges, where an arm stopped by a safe rollout gets an empty range, so its units fall
+  outside the experiment to the feature's default, the control's config, exactly as the
+  router answers `arm_stopped`;
 - **draft**: no rule, the default is the control's config;
 - **stopped**: no rule, the default is the winner's config (the control's without a winner).
 
@@ -29,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from abtest.experiments import Arm, Experiment
-from abtest.router import bucket_ranges
+from abtest.router import UNIT_ATTRIBUTE, bucket_ranges
 
 __all__ = ["feature", "payload_etag", "sdk_payload", "variation_value"]
 
@@ -63,7 +64,7 @@ def _force_rules(experiment: Experiment) -> list[dict[str, Any]]:
     return [
         {
             "id": f"{experiment.id}:override:{arm}",
-            "condition": {experiment.hash_attribute: {"$in": units}},
+            "condition": {UNIT_ATTRIBUTE: {"$in": units}},
             "force": variation_value(experiment.arm(arm)),
         }
         for arm, units in units_by_arm.items()

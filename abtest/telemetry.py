@@ -76,6 +76,12 @@ class Telemetry:
             ["result"],
             registry=self.registry,
         )
+        self.client_exposure_mismatches = Counter(
+            "abtest_client_exposure_mismatches_total",
+            "Client-reported exposures refused because the server assigns another arm.",
+            ["experiment"],
+            registry=self.registry,
+        )
         self.arm_stopped = Gauge(
             "abtest_arm_stopped",
             "1 when a safe rollout or an admin stopped the arm, else 0.",

@@ -35,10 +35,16 @@ def exposure(
     request_id: str,
     definition_sha: str,
     flow_fingerprint: str,
+    *,
+    source: str = "api",
+    event_id: str | None = None,
 ) -> Exposure | None:
-    """The exposure of an assignment, or None for a unit outside the experiment."""
+    """The exposure of an assignment, or None for a unit outside the experiment. `source`
+    says who saw it (the service, or a client's SDK); a client's `event_id` makes a resent
+    report idempotent."""
     if not assignment.in_experiment:
         return None
+    extra = {"event_id": event_id} if event_id is not None else {}
     return Exposure(
         experiment_id=assignment.experiment_id,
         unit_id=unit_id,
@@ -46,7 +52,25 @@ def exposure(
         request_id=request_id,
         definition_sha=definition_sha,
         flow_fingerprint=flow_fingerprint,
+        source=source,
+        **extra,
     )
+
+
+def client_arm_mismatch(assignment: Assignment, claimed_arm: str) -> str | None:
+    """Why a client's report that it exposed a unit to `claimed_arm` is refused, or None when
+    the server assigns the unit there too: the server recomputes, never trusts, the arm."""
+    if not assignment.in_experiment:
+        return (
+            f"the unit is not in the experiment (reason '{assignment.reason}'), but the "
+            f"client reported arm '{claimed_arm}'"
+        )
+    if assignment.arm != claimed_arm:
+        return (
+            f"the unit's arm is '{assignment.arm}' (reason '{assignment.reason}'), but the "
+            f"client reported '{claimed_arm}'"
+        )
+    return None
 
 
 class RunUsage(Protocol):

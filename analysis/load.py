@@ -63,7 +63,9 @@ EXPOSURE_COLUMNS: tuple[str, ...] = (*EXPOSURE_FIELDS[:2], "time", *EXPOSURE_FIE
 OUTCOME_COLUMNS: tuple[str, ...] = (*OUTCOME_FIELDS[:2], "time", *OUTCOME_FIELDS[2:])
 """Columns of the outcomes frame (the fields plus ``time`` after ``ts``)."""
 
-_CATEGORICAL = frozenset({"experiment_id", "arm", "metric", "definition_sha", "flow_fingerprint"})
+_CATEGORICAL = frozenset(
+    {"experiment_id", "arm", "metric", "definition_sha", "flow_fingerprint", "source"}
+)
 _REQUIRED = {
     "exposure": ("ts", "unit_id", "arm"),
     "outcome": ("ts", "unit_id", "arm", "metric", "value"),

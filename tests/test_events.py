@@ -88,7 +88,10 @@ def test_encoded_fields_follow_the_contract() -> None:
         "request_id",
         "definition_sha",
         "flow_fingerprint",
+        "source",
     }
+    older = {k: v for k, v in encode(exposure()).items() if k != "source"}
+    assert decode(older).source == "api"  # entries written before `source` existed
     assert kind_of(exposure()) == "exposure" and kind_of(event) == "outcome"
 
 

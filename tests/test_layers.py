@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "abtest.arm_state": SCHEMA,
     # Pure rules and statistics over that data.
     "abtest.router": CORE,
+    "abtest.targeting": SCHEMA,
     "abtest.sdk_payload": CORE,
     "abtest.tracking": CORE,
     "analysis": CORE,

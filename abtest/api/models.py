@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 MAX_BATCH = 1000
 UNIT_ID_MAX = 256
+ATTRIBUTES_MAX_DEPTH = 10
+"""Deepest nesting of a unit's attributes (the object itself is level 1)."""
+ATTRIBUTES_MAX_BYTES = 65_536
+"""Largest JSON size of a unit's attributes, well below the body limits."""
+
+
+def _depth(value: Any) -> int:
+    """Levels of objects and arrays in a JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= ATTRIBUTES_MAX_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _shallow(attributes: Any) -> Any:
+    """Refuse deep nesting before pydantic walks it (its own limit would name every level)."""
+    if _depth(attributes) > ATTRIBUTES_MAX_DEPTH:
+        raise ValueError(f"attributes nest deeper than {ATTRIBUTES_MAX_DEPTH} levels")
+    return attributes
+
+
+def _small(attributes: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > ATTRIBUTES_MAX_BYTES:
+        raise ValueError(f"attributes take {size} bytes of JSON, over {ATTRIBUTES_MAX_BYTES}")
+    return attributes
 
 
 UnitId = Annotated[str, Field(min_length=1, max_length=UNIT_ID_MAX)]
-Attributes = dict[str, str | int | float | bool]
+Attributes = Annotated[
+    dict[str, JsonValue],
+    BeforeValidator(_shallow),
+    AfterValidator(_small),
+    Field(
+        description="The unit's attributes (a JSON object), read by the experiment's "
+        "`hash_attribute`, `fallback_attribute` and `condition`"
+    ),
+]
 
 
 class StrictIn(BaseModel):
@@ -74,6 +114,8 @@ class OutcomeIn(StrictIn):
     request_id: str = Field(default="", max_length=128)
     event_id: str | None = Field(default=None, min_length=1, max_length=64)
     ts: int | None = Field(default=None, ge=0, le=32503680000000)
+    #: The unit's attributes, as given when it was assigned: the arm is recomputed with them.
+    attributes: Attributes | None = None
 
 
 class OutcomesOut(BaseModel):

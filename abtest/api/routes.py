@@ -7,6 +7,7 @@ makes it durable, `Platform.run` runs flows. Routes are registered in order of t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from typing import Annotated, Any
 
@@ -40,7 +41,7 @@ from abtest.event_fields import EventError, Exposure
 from abtest.events import EventLog
 from abtest.experiments import Experiment
 from abtest.flows import FlowInputError
-from abtest.router import UnknownExperimentError
+from abtest.router import Assignment, Router, UnknownExperimentError
 from abtest.state_store import achange_state, aread_audit, aread_states
 from abtest.telemetry import CONTENT_TYPE_LATEST
 from abtest.tracking import (
@@ -255,13 +256,37 @@ async def run(
     return out
 
 
+def _outcome_assignment(router: Router, item: OutcomeIn) -> Assignment:
+    """The router's assignment of an outcome's unit, recomputed with the attributes the
+    outcome carries (the client should send those it assigned the unit with).
+
+    An experiment whose arms depend on attributes (`hash_attribute` other than `user_id`, a
+    `fallback_attribute` or a `condition`) cannot be recomputed from the unit id alone: an
+    outcome without attributes is then recorded as long as the experiment runs, its `arm`
+    field being the unit id's arm (the control's when that is out), for information only.
+    The analysis attributes every outcome to the arm of the unit's first exposure and drops
+    outcomes of units never exposed, so nothing is credited to the wrong arm (a differing
+    field is counted in `outcomes_arm_mismatch`).
+    """
+    assignment = router.assign(item.experiment_id, item.unit_id, item.attributes)
+    if (
+        assignment.in_experiment
+        or item.attributes is not None
+        or assignment.reason in ("not_running", "stopped")
+        or not router.reads_attributes(item.experiment_id)
+    ):
+        return assignment
+    return dataclasses.replace(assignment, in_experiment=True)
+
+
 @outcomes_router.post("/outcomes")
 async def post_outcomes(
     body: OutcomeIn | Annotated[list[OutcomeIn], Field(min_length=1, max_length=MAX_BATCH)],
     services: ServicesDep,
 ) -> OutcomesOut:
     """Record one outcome or a batch of up to 1,000. The arm is recomputed by the router
-    (never taken from the client); a batch is all or nothing, and a resent `event_id` is
+    (never taken from the client), with the outcome's `attributes` when the experiment's
+    assignment reads attributes; a batch is all or nothing, and a resent `event_id` is
     stored once."""
     items = body if isinstance(body, list) else [body]
     events = []
@@ -275,8 +300,8 @@ async def post_outcomes(
                 raise
             problems.append(f"{where}{exc}")
             continue
-        assignment = services.platform.router.assign(item.experiment_id, item.unit_id)
-        report = OutcomeReport(**item.model_dump())
+        assignment = _outcome_assignment(services.platform.router, item)
+        report = OutcomeReport(**item.model_dump(exclude={"attributes"}))
         try:
             events.append(attributed_outcome(experiment, assignment, report))
         except (OutcomeRejected, EventError) as exc:

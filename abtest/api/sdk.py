@@ -1,4 +1,5 @@
-"""The GrowthBook SDKs' side of the API: the payload they load (`GET /api/features/{key}`).
+"""The GrowthBook SDKs' side of the API: the payload they load (`GET /api/features/{key}`)
+and the exposures their tracking callbacks report (`POST /v1/exposures`).
 
 Client keys (`ABTEST_SDK_KEYS`) are public by design, as GrowthBook's are: they sit in web
 pages and apps, name which payload to serve and grant nothing else, so the path is open to
@@ -6,21 +7,56 @@ the request guard and the endpoint answers CORS requests from any origin. The pa
 computed from the live platform (a reload changes it) and the arms stopped at run time (a
 safe rollout's stop reaches SDKs at their next refresh); it is cacheable: a strong ETag, and
 `If-None-Match` gets a 304.
+
+A reported exposure is checked, never trusted: the server recomputes the unit's arm from the
+unit and its attributes and refuses a mismatch (422, counted in
+`abtest_client_exposure_mismatches_total`), so a stale payload or a tampered client cannot
+put units into the analysis under the wrong arm. Stored exposures carry their `source`
+(`sdk` by default) and are idempotent by `event_id`.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
-from abtest.api.errors import ApiError
+from abtest.api.errors import ERRORS, ApiError
+from abtest.api.models import Attributes, StrictIn, UnitId
 from abtest.api.state import ServicesDep
 from abtest.sdk_payload import payload_etag, sdk_payload
+from abtest.tracking import client_arm_mismatch, exposure
 
-sdk_router = APIRouter(tags=["sdk"])
+sdk_router = APIRouter(tags=["sdk"], responses=ERRORS)
+
+
+class ClientExposureIn(StrictIn):
+    """What a GrowthBook SDK's tracking callback sees: the experiment (its `key`), the unit
+    and its attributes, and the arm it chose (the variation value's `arm`)."""
+
+    experiment_id: str = Field(min_length=1, max_length=128)
+    unit_id: UnitId
+    arm: str = Field(min_length=1, max_length=128)
+    attributes: Attributes = Field(default_factory=dict)
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="makes a resent report idempotent (default: a new uuid)",
+    )
+    source: str = Field(default="sdk", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class ClientExposureOut(BaseModel):
+    experiment_id: str
+    unit_id: str
+    arm: str
+    event_id: str
+    source: str
 
 #: How long an SDK or a CDN may reuse a payload before asking again (with its ETag).
 MAX_AGE_S = 5
@@ -62,3 +98,39 @@ async def features(client_key: str, request: Request, services: ServicesDep) -> 
 def _etags(header: str) -> set[str]:
     """The entity tags of an `If-None-Match` header (weak ones compare as strong here)."""
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+@sdk_router.post("/v1/exposures")
+async def client_exposure(body: ClientExposureIn, services: ServicesDep) -> ClientExposureOut:
+    """Record an exposure a client saw (e.g. a GrowthBook SDK's tracking callback): the
+    server recomputes the arm from the unit and attributes and refuses a mismatch (422)."""
+    platform = services.platform
+    experiment_id = body.experiment_id
+    platform.router.experiment(experiment_id)
+    assignment = platform.assign(experiment_id, body.unit_id, body.attributes)
+    problem = client_arm_mismatch(assignment, body.arm)
+    if problem is not None:
+        services.telemetry.client_exposure_mismatches.labels(experiment_id).inc()
+        raise ApiError(422, "arm_mismatch", f"{experiment_id}: {problem}")
+    event_id = body.event_id or uuid.uuid4().hex
+    fingerprint = platform.fingerprint(experiment_id, assignment.arm)
+    event = exposure(
+        assignment,
+        body.unit_id,
+        f"{body.source}:{event_id}",
+        platform.definition_shas[experiment_id],
+        fingerprint,
+        source=body.source,
+        event_id=event_id,
+    )
+    assert event is not None  # in the experiment: checked above
+    await services.event_log.append([event])
+    services.telemetry.exposures_accepted.inc()
+    await services.record_manifest(experiment_id, fingerprint, assignment.arm)
+    return ClientExposureOut(
+        experiment_id=experiment_id,
+        unit_id=body.unit_id,
+        arm=assignment.arm,
+        event_id=event_id,
+        source=body.source,
+    )
