@@ -65,7 +65,7 @@ def main() -> dict[str, float]:
     sdk_results = [evalCondition(u, CONDITION) for u in units]
     assert ours_results == sdk_results, "eval_condition and the SDK disagree"
     gb_experiment = GBExperiment(
-        key="bench", variations=[0, 1], hashAttribute="id", condition=CONDITION
+        key="bench", variations=[0, 1], hashAttribute="id", condition=CONDITION, hashVersion=2
     )
 
     def ours(attributes: dict[str, Any]) -> object:

@@ -52,6 +52,17 @@ def router_rows() -> list[Row]:
     ]
 
 
+def targeting_rows() -> list[Row]:
+    from benchmarks import bench_targeting
+
+    f = bench_targeting.main()
+    return [
+        Row("Router.assign with a 3-clause condition", f["router_assign_with_condition_us"],
+            "us/call", "", None),  # fmt: skip
+        _row("conditional assign vs GrowthBook.run", f["assign_vs_run"], "x", 5, True),
+    ]
+
+
 def flow_rows() -> list[Row]:
     from benchmarks import bench_flow
 
@@ -141,6 +152,7 @@ def analysis_rows() -> list[Row]:
 
 SECTIONS: list[tuple[str, Callable[[], list[Row]]]] = [
     ("router", router_rows),
+    ("targeting", targeting_rows),
     ("flows", flow_rows),
     ("event log", eventlog_rows),
     ("api", api_rows),
