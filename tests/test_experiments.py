@@ -182,6 +182,14 @@ REJECTIONS = {
         lambda d: d["metrics"][0].update(estimand="ratio"),
         ["metrics[0].estimand: Input should be 'relative' or 'absolute'"],
     ),
+    "unknown condition operator": (
+        lambda d: d.update(condition={"tier": {"$inn": ["pro"]}}),
+        ["condition.tier.$inn: unknown operator '$inn' (did you mean '$in'?)"],
+    ),
+    "condition regex that does not compile": (
+        lambda d: d.update(condition={"$or": [{"name": {"$regex": "(unclosed"}}]}),
+        ["condition.$or[0].name.$regex: does not compile"],
+    ),
     "safety alpha above 0.5": (
         lambda d: d.update(safety={"alpha": 0.6}),
         ["safety.alpha: Input should be less than or equal to 0.5 (got 0.6)"],
