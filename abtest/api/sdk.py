@@ -17,7 +17,6 @@ put units into the analysis under the wrong arm. Stored exposures carry their `s
 
 from __future__ import annotations
 
-import hmac
 import json
 import uuid
 
@@ -27,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from abtest.api.errors import ERRORS, ApiError
 from abtest.api.models import Attributes, StrictIn, UnitId
+from abtest.api.security import matches_key
 from abtest.api.state import ServicesDep
 from abtest.sdk_payload import payload_etag, sdk_payload
 from abtest.tracking import client_arm_mismatch, exposure
@@ -64,13 +64,6 @@ MAX_AGE_S = 5
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "ETag"}
 
 
-def _known(key: str, keys: frozenset[str]) -> bool:
-    found = False
-    for candidate in keys:
-        found |= hmac.compare_digest(key.encode(), candidate.encode())
-    return found
-
-
 @sdk_router.get(
     "/api/features/{client_key}",
     responses={304: {"description": "not modified (If-None-Match matched the ETag)"}},
@@ -82,7 +75,7 @@ async def features(client_key: str, request: Request, services: ServicesDep) -> 
     if not keys:
         detail = "no SDK client keys are configured (ABTEST_SDK_KEYS)"
         raise ApiError(404, "unknown_client_key", detail)
-    if not _known(client_key, keys):
+    if not matches_key(client_key, keys):
         raise ApiError(404, "unknown_client_key", "unknown SDK client key")
     platform = services.platform
     stopped = {eid: platform.stopped_arms(eid) for eid in platform.experiments}

@@ -56,7 +56,7 @@ def _bearer(authorization: str) -> str | None:
     return token.strip()
 
 
-def _matches(token: str, keys: frozenset[str]) -> bool:
+def matches_key(token: str, keys: frozenset[str]) -> bool:
     """Constant-time membership: every key is compared, whatever matches first."""
     found = False
     for key in keys:
@@ -71,7 +71,7 @@ def cookie_key(cookie: str) -> str | None:
 
 def can_view(key: str, settings: Settings) -> bool:
     """Whether `key` may see the dashboard: any viewer, API or admin key."""
-    return _matches(key, settings.viewer_keys | settings.api_keys | settings.admin_keys)
+    return matches_key(key, settings.viewer_keys | settings.api_keys | settings.admin_keys)
 
 
 def is_open(path: str) -> bool:
@@ -111,12 +111,12 @@ def authorize(
     if token is None:
         return ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <key>)")
     if path.startswith("/v1/admin/"):
-        if _matches(token, settings.admin_keys):
+        if matches_key(token, settings.admin_keys):
             return None
         return ApiError(403, "forbidden", "an admin key is required")
-    if _matches(token, settings.api_keys | settings.admin_keys):
+    if matches_key(token, settings.api_keys | settings.admin_keys):
         return None
-    if _matches(token, settings.viewer_keys):
+    if matches_key(token, settings.viewer_keys):
         if method in READ_METHODS and _viewer_may_read(path):
             return None
         return ApiError(
@@ -129,9 +129,9 @@ def _authorize_dashboard(
     path: str, method: str, authorization: str, cookie: str, settings: Settings
 ) -> ApiError | None:
     token = _bearer(authorization) or cookie_key(cookie)
-    if token is not None and _matches(token, settings.api_keys | settings.admin_keys):
+    if token is not None and matches_key(token, settings.api_keys | settings.admin_keys):
         return None
-    if token is not None and _matches(token, settings.viewer_keys):
+    if token is not None and matches_key(token, settings.viewer_keys):
         if method in READ_METHODS:
             return None
         return ApiError(403, "forbidden", "a viewer key is read-only")
