@@ -8,27 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
 from abtest.arm_state import ArmState
+from abtest.platform import Platform
 from abtest.state_store import aread_states
+from abtest.telemetry import Telemetry
 
 logger = logging.getLogger("abtest.api")
+
+
+def apply_states(
+    platform: Platform, telemetry: Telemetry, experiment_id: str, states: Mapping[str, ArmState]
+) -> None:
+    """Make `states` live in this process: the arms assignment skips, and `/metrics`."""
+    stopped = frozenset(arm for arm, state in states.items() if state.stopped)
+    platform.set_stopped_arms(experiment_id, stopped)
+    telemetry.set_arm_states({experiment_id: states})
 
 
 async def refresh_once(app: Any) -> dict[str, dict[str, ArmState]]:
     """Read every experiment's arm states and apply them to the live platform; returns them."""
     platform = app.state.platform
-    client = app.state.redis
     seen: dict[str, dict[str, ArmState]] = {}
     for experiment_id, experiment in platform.experiments.items():
-        states = await aread_states(client, experiment_id, experiment.arm_names)
-        stopped = frozenset(arm for arm, state in states.items() if state.stopped)
-        platform.set_stopped_arms(experiment_id, stopped)
+        states = await aread_states(app.state.redis, experiment_id, experiment.arm_names)
+        apply_states(platform, app.state.telemetry, experiment_id, states)
         seen[experiment_id] = states
-    app.state.telemetry.set_arm_states(seen)
     return seen
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import redis
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 
+from abtest.api.arm_states import apply_states
 from abtest.api.errors import ERRORS, RETRY_AFTER_S, ApiError, store_name
 from abtest.api.lean_route import LeanRoute
 from abtest.api.models import (
@@ -36,7 +38,7 @@ from abtest.api.models import (
 )
 from abtest.api.run_request import RUN_BODY, read_run_request
 from abtest.api.state import Services, ServicesDep, reload_platform, services_of
-from abtest.arm_state import Action, ArmStateError, check_change
+from abtest.arm_state import Action, ArmState, ArmStateError, check_change
 from abtest.event_fields import EventError, Exposure
 from abtest.events import EventLog
 from abtest.experiments import Experiment
@@ -158,9 +160,10 @@ async def _arms(experiment: Experiment, services: Services) -> list[ArmOut]:
     """The arms with their runtime state, read from the store (not the refreshed copy), so
     a stop is visible here as soon as it is made."""
     states = await aread_states(services.redis, experiment.id, experiment.arm_names)
-    stopped = frozenset(name for name, state in states.items() if state.stopped)
-    services.platform.set_stopped_arms(experiment.id, stopped)
-    services.telemetry.set_arm_states({experiment.id: states})
+    return _arms_out(experiment, states)
+
+
+def _arms_out(experiment: Experiment, states: Mapping[str, ArmState]) -> list[ArmOut]:
     return [
         ArmOut(name=arm.name, weight=arm.weight, **states[arm.name].as_dict())
         for arm in experiment.arms
@@ -356,7 +359,9 @@ async def _change_arm(
     entry = await achange_state(
         services.redis, experiment_id, arm, action, actor="admin", reason=reason
     )
-    arms = {a.name: a for a in await _arms(experiment, services)}
+    states = await aread_states(services.redis, experiment_id, experiment.arm_names)
+    apply_states(services.platform, services.telemetry, experiment_id, states)
+    arms = {a.name: a for a in _arms_out(experiment, states)}
     return ArmChangeOut(
         experiment_id=experiment_id,
         arm=arms[arm],
