@@ -432,6 +432,8 @@ def _with_drift(
 ) -> ExperimentResult:
     """`result` with the arms whose fingerprint changed reported once per fingerprint
     (:mod:`analysis.drift`), instead of pooling two different prompts silently."""
+    if all(len(seen) < 2 for seen in result.fingerprints.values()):
+        return result  # drift needs an arm whose exposures recorded two fingerprints
     experiment = result.experiment
     frame = exposures.assign(ts=_timestamps_ms(exposures, "exposures"))
     cutoff = as_of_ms(as_of)
