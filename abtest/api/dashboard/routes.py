@@ -242,14 +242,7 @@ async def login(
         return _login_page(request, next, "That key is not valid here.", status=401)
     response = RedirectResponse(_next_page(request, next), status_code=303)
     if any_keys(settings):
-        response.set_cookie(
-            KEY_COOKIE,
-            key,
-            path=_base(request),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
+        response.set_cookie(KEY_COOKIE, key, **_cookie_options(request))
     return response
 
 
@@ -257,11 +250,16 @@ async def login(
 async def logout(request: Request) -> Response:
     """Forget the key cookie and show the login form."""
     response = RedirectResponse(f"{_base(request)}/login", status_code=303)
-    response.delete_cookie(
-        KEY_COOKIE,
-        path=_base(request),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    response.delete_cookie(KEY_COOKIE, **_cookie_options(request))
     return response
+
+
+def _cookie_options(request: Request) -> dict[str, Any]:
+    """The key cookie's scope and flags, the same when set and when deleted (a browser keeps
+    a cookie whose deletion names another path): HttpOnly, SameSite=Strict, under /ui."""
+    return {
+        "path": _base(request),
+        "httponly": True,
+        "samesite": "strict",
+        "secure": request.url.scheme == "https",
+    }
