@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -48,25 +50,30 @@ def test_validate_accepts_a_resolvable_binding_and_names_a_missing_label(bound: 
     assert "(labels: production)" in missing.output
 
 
-def test_abtest_serve_starts_and_runs_the_bound_arm(bound: Path, tmp_path: Path) -> None:
+@contextmanager
+def _served(experiments: Path) -> Iterator[tuple[str, list[str]]]:
+    """`abtest serve` on the experiments, as a subprocess: its experiment URL prefix, and its
+    stderr (filled in once it has stopped)."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "abtest.cli", "serve", "--port", str(port), "-e", str(bound)],
+        [sys.executable, "-m", "abtest.cli", "serve", "--port", str(port), "-e", str(experiments)],
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    stderr: list[str] = []
     try:
         wait_for_health(server, port)
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/experiments/{EXPERIMENT}/run",
-            json=run_body("qa-alice"),
-            timeout=30,
-        )
+        yield f"http://127.0.0.1:{port}/v1/experiments/{EXPERIMENT}", stderr
     finally:
         server.terminate()
-        _, stderr = server.communicate(timeout=10)
+        stderr.append(server.communicate(timeout=10)[1])
+
+
+def test_abtest_serve_starts_and_runs_the_bound_arm(bound: Path, tmp_path: Path) -> None:
+    with _served(bound) as (base, stderr):
+        response = httpx.post(f"{base}/run", json=run_body("qa-alice"), timeout=30)
     assert response.status_code == 200, (response.text, stderr)
     body = response.json()
     assert body["arm"] == "v2"
@@ -128,17 +135,7 @@ def test_the_report_shows_which_registry_version_each_fingerprint_resolved_to(
 
     PromptRegistry(redis_client).push("final-summary", TEMPLATE + "\nBe brief.")
     monkeypatch.setenv("ABTEST_PROMPT_CACHE_TTL", "0")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "abtest.cli", "serve", "--port", str(port), "-e", str(bound)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}/v1/experiments/{EXPERIMENT}"
-    try:
-        wait_for_health(server, port)
+    with _served(bound) as (base, stderr):
         arms = {}
         for i in range(60):
             body = httpx.post(f"{base}/assign", json={"unit_id": f"u{i}"}, timeout=10).json()
@@ -146,9 +143,6 @@ def test_the_report_shows_which_registry_version_each_fingerprint_resolved_to(
         first = httpx.post(f"{base}/run", json=run_body(arms["v2"]), timeout=30)
         PromptRegistry(redis_client).label("final-summary", "production", 2)
         second = httpx.post(f"{base}/run", json=run_body(arms["v2"]), timeout=30)
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=10)
     assert first.status_code == second.status_code == 200, stderr
     experiment = load_experiments(bound)[EXPERIMENT]
     result = analyze_stored(experiment, redis_url)
