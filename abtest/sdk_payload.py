@@ -86,12 +86,10 @@ def _experiment_rule(experiment: Experiment, stopped: frozenset[str]) -> dict[st
         "ranges": _ranges(experiment, stopped),
         "meta": [{"key": arm.name, "name": arm.name} for arm in experiment.arms],
     }
-    fallback = getattr(experiment, "fallback_attribute", None)
-    if fallback:
-        rule["fallbackAttribute"] = fallback
-    condition = getattr(experiment, "condition", None)
-    if condition:
-        rule["condition"] = condition
+    if experiment.fallback_attribute:
+        rule["fallbackAttribute"] = experiment.fallback_attribute
+    if experiment.condition:
+        rule["condition"] = experiment.condition
     if experiment.namespace is not None:
         rule["namespace"] = list(experiment.namespace)
     return rule
