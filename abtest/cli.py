@@ -143,9 +143,26 @@ def _with_flow_problems(path: Path, outcome):
             )
         except FlowConfigError as exc:
             problems.extend(str(problem) for problem in exc.problems)
+    if not problems and flows is not None:
+        problems.extend(_evaluation_problems(path, experiment, flows))
     if problems:
         return ExperimentFileError(path, problems), None
     return outcome, flows
+
+
+def _evaluation_problems(path: Path, experiment, flows) -> list[str]:
+    """The `evaluation:` section's problems that need imports and builds (the dataset, a
+    callable, judge flows); none without the section."""
+    if experiment.evaluation is None:
+        return []
+    from abtest.evaluation.checks import evaluation_problems
+
+    return evaluation_problems(
+        experiment,
+        path,
+        flows.contract(experiment.id),
+        prompt_registry=_prompt_registry_for([experiment]),
+    )
 
 
 @app.command()
@@ -254,14 +271,24 @@ def demo(
         typer.echo(f"demo: {count} simulated users through the API on '{experiment_id}'")
         bars.append(typer.progressbar(length=count, label="users").__enter__())
 
+    def evaluating(experiment_id: str) -> None:
+        typer.echo(f"demo: offline evaluation of '{experiment_id}' on its dataset (abtest eval)")
+
     try:
-        outcomes = run_demo(settings, progress=lambda n: bars[-1].update(n), on_start=announce)
+        outcomes = run_demo(
+            settings,
+            progress=lambda n: bars[-1].update(n),
+            on_start=announce,
+            on_eval=evaluating,
+        )
     except (ExperimentFileError, FlowConfigError, ValueError, ImportError) as exc:
         raise fail(f"error: {exc}") from None
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)
     for outcome in outcomes:
+        if outcome.offline is not None:
+            _print_offline(outcome.experiment_id, outcome.offline)
         typer.echo(f"\n== {outcome.experiment_id} ==")
         _print_table(outcome.table)
         typer.echo("")
@@ -282,7 +309,51 @@ def demo(
                 f"{outcome.users_skipped:,} users (who would all get the control) were not "
                 "simulated"
             )
+        for evaluator, counts in outcome.judged.items():
+            typer.echo(
+                f"online judge {evaluator}: {counts.get('ok', 0):,} live runs scored, "
+                f"{counts.get('parse_failure', 0):,} parse failures, "
+                f"{counts.get('judge_error', 0):,} errors"
+            )
+        if outcome.offline_vs_online is not None:
+            _print_offline_vs_online(outcome.offline_vs_online)
         typer.echo(f"report: {outcome.report_path}")
+
+
+def _print_offline(experiment_id: str, offline) -> None:
+    typer.echo(f"\n== {experiment_id}: offline evaluation ==")
+    typer.echo(
+        f"{offline.flows_run} arm runs ({offline.answers_cached} reused), "
+        f"{offline.llm_calls} LLM calls, {offline.seconds:.1f} s"
+    )
+    for line in offline.bad_rows:
+        typer.echo(f"bad row: {line}")
+    _print_evaluation(offline.summary)
+    typer.echo(f"offline report: {offline.report_path}")
+
+
+def _print_offline_vs_online(table) -> None:
+    """Each online judge's lift next to the offline evaluation's, and whether they agree."""
+    typer.echo("\noffline vs online (absolute difference in mean score, treatment - control):")
+    if table.empty:
+        typer.echo("  no online judge scores yet")
+        return
+    view = table[["evaluator", "arm"]].copy()
+    view["offline"] = [
+        f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        for d, lo, hi in zip(
+            table["offline_diff"], table["offline_ci_low"], table["offline_ci_high"], strict=True
+        )
+    ]
+    view["online"] = [
+        f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        for d, lo, hi in zip(
+            table["online_effect"], table["online_ci_low"], table["online_ci_high"], strict=True
+        )
+    ]
+    view["agreement"] = table["agreement"]
+    view["why"] = table["reason"]
+    typer.echo(view.to_string(index=False))
 
 
 def _print_table(table) -> None:
@@ -648,6 +719,102 @@ def report(
     typer.echo(f"wrote {out}")
 
 
+@app.command("eval")
+def evaluate(
+    experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Where the HTML, JSON and per-row files go.")
+    ] = Path("reports"),
+    concurrency: Annotated[int, typer.Option(min=1, help="(row, arm) runs in flight.")] = 8,
+    experiments: ExperimentsOption = None,
+) -> None:
+    """Run every arm on every row of the experiment's evaluation dataset and score the answers
+    with its evaluators; report per evaluator and arm, paired against the control. Answers
+    and scores are kept in the store by (row, arm fingerprint, evaluator fingerprint): a
+    repeated run redoes only what changed, an interrupted one resumes."""
+    import redis
+
+    from abtest.evaluation.cache import EvalCache
+    from abtest.evaluation.dataset import DatasetError
+    from abtest.evaluation.outputs import write_outputs
+    from abtest.evaluation.runner import evaluate_experiment
+    from abtest.flows import FlowConfigError
+
+    definitions = _load_all(experiments)
+    experiment = definitions.get(experiment_id)
+    if experiment is None:
+        known = ", ".join(sorted(definitions)) or "none"
+        raise fail(f"error: unknown experiment '{experiment_id}' (experiments: {known})")
+    client = _store_client()
+    bars: list = []
+
+    def start(path: Path, total: int) -> None:
+        typer.echo(
+            f"eval: {total // len(experiment.arms)} rows x {len(experiment.arms)} arms of "
+            f"'{experiment_id}' from {path}, "
+            f"{len(experiment.evaluation.evaluators)} evaluators"
+        )
+        bars.append(typer.progressbar(length=total, label="runs").__enter__())
+
+    try:
+        with _llm_endpoint():
+            done = evaluate_experiment(
+                experiment,
+                _experiments_dir(experiments),
+                client,
+                prompt_registry=_prompt_registry_for([experiment]),
+                concurrency=concurrency,
+                progress=lambda n: bars[-1].update(n),
+                on_start=start,
+            )
+        outputs = write_outputs(experiment, done, out_dir, EvalCache(client, experiment.id))
+    except (DatasetError, FlowConfigError, ValueError) as exc:
+        raise fail(f"error: {exc}") from None
+    except redis.RedisError as exc:
+        raise fail(f"error: the store cannot be used: {exc}") from None
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
+    for line in done.bad_rows:
+        typer.echo(f"bad row: {line}", err=True)
+    typer.echo(
+        f"{done.flows_run} arm runs and {done.scores_computed} scores computed, "
+        f"{done.answers_cached} answers and {done.scores_cached} scores reused; "
+        f"{done.llm_calls} LLM calls; {done.seconds:.1f} s"
+    )
+    _print_evaluation(outputs.summary)
+    typer.echo(f"report: {outputs.html_path}\njson: {outputs.json_path}\nrows: {outputs.rows_path}")
+
+
+def _print_evaluation(summary) -> None:
+    """One table per evaluator: each arm's mean [interval], then its paired difference with
+    the control [t interval], p-value, bootstrap interval and wins/ties/losses."""
+    import pandas as pd
+
+    for evaluator in summary.evaluators:
+        rows = []
+        for scores in evaluator.arms:
+            row = {
+                "arm": scores.arm,
+                "n": scores.scored,
+                "mean": f"{scores.mean:.3f} [{scores.ci_low:.3f}, {scores.ci_high:.3f}]",
+                "parse failures": scores.parse_failures,
+                "errors": scores.run_errors + scores.bad_inputs + scores.evaluator_errors,
+            }
+            if scores.arm != summary.control:
+                paired = evaluator.comparison(scores.arm)
+                test = paired.test
+                row["diff vs control"] = (
+                    f"{test.mean_diff:+.3f} [{test.ci_low:+.3f}, {test.ci_high:+.3f}]"
+                )
+                row["p"] = f"{test.p_value:.3g}"
+                row["bootstrap"] = f"[{paired.bootstrap_low:+.3f}, {paired.bootstrap_high:+.3f}]"
+                row["W/T/L"] = f"{paired.wins}/{paired.ties}/{paired.losses}"
+            rows.append(row)
+        typer.echo(f"\n-- {evaluator.name} ({evaluator.kind}) --")
+        typer.echo(pd.DataFrame(rows).fillna("").to_string(index=False))
+
+
 @app.command()
 def export(
     experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
@@ -691,6 +858,46 @@ def monitor(
         raise fail(f"error: another monitor ({done.holder}) is the leader; nothing done")
     for line in done.lines(every_check=True):
         typer.echo(line)
+
+
+@app.command()
+def judge(
+    experiments: ExperimentsOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+) -> None:
+    """Score the sampled live runs of experiments with online judges (`judge_sample_rate`
+    above 0) and record each score as the outcome `judge:<evaluator>`; `abtest serve` runs
+    this worker too unless ABTEST_JUDGE=off. Prints what each pass judged."""
+    import redis
+
+    from abtest.judging import JudgeWorker, judged_experiments
+
+    loaded = _load_all(experiments)
+    judged = judged_experiments(loaded)
+    if not judged:
+        raise fail(
+            "error: no experiment has an llm_judge evaluator with a judge_sample_rate above 0"
+        )
+    typer.echo(f"judge: judging {', '.join(e.id for e in judged)}")
+    with _llm_endpoint():
+        worker = JudgeWorker(_store_client(), lambda: loaded, settings=settings())
+        if not once:
+            worker.run_forever(on_pass=_print_judged)
+            return
+        try:
+            done = worker.tick()
+        except redis.RedisError as exc:
+            raise fail(f"error: the store cannot be used: {exc}") from None
+        finally:
+            worker.close()
+    for line in done.lines():
+        typer.echo(line)
+
+
+def _print_judged(done) -> None:
+    if done.judged or done.skipped:
+        for line in done.lines():
+            typer.echo(line)
 
 
 def _print_stops(done) -> None:

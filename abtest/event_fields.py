@@ -45,7 +45,10 @@ OUTCOME_FIELDS: tuple[str, ...] = (
     "request_id",
     "metric",
     "value",
+    "judge_fingerprint",
 )
+#: Outcome fields older writers did not send: readers fill in their default.
+OPTIONAL_OUTCOME_FIELDS: dict[str, str] = {"judge_fingerprint": ""}
 
 #: Columns of a Parquet export (``abtest export``): the kind, then every field of either kind.
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -138,11 +141,16 @@ class Outcome:
     request_id: str = ""
     event_id: str = field(default_factory=_new_event_id)
     ts: int = field(default_factory=now_ms)
+    #: For an online judge's score (``judge:<evaluator>``): the evaluator's fingerprint (its
+    #: definition and its judge flow's prompts and config), so every score names the exact
+    #: judge that gave it; empty for every other outcome.
+    judge_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         _check_common(self)
         _check_text("metric", self.metric)
         _check_text("request_id", self.request_id, allow_empty=True)
+        _check_text("judge_fingerprint", self.judge_fingerprint, allow_empty=True)
         value = self.value
         if isinstance(value, str) or not isinstance(value, int | float):
             raise EventError(
@@ -195,7 +203,7 @@ def wire_values(event: Event) -> list[str]:
     ]
     if isinstance(event, Exposure):
         return [*common, event.definition_sha, event.flow_fingerprint, event.source]
-    return [*common, event.metric, repr(event.value)]
+    return [*common, event.metric, repr(event.value), event.judge_fingerprint]
 
 
 def encode(event: Event) -> dict[str, str]:
@@ -215,11 +223,8 @@ def decode(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Event:
     data = {as_str(k): as_str(v) for k, v in fields.items()}
     is_outcome = "metric" in data
     names = OUTCOME_FIELDS if is_outcome else EXPOSURE_FIELDS
-    missing = [
-        name
-        for name in names
-        if name not in data and (is_outcome or name not in OPTIONAL_EXPOSURE_FIELDS)
-    ]
+    optional = OPTIONAL_OUTCOME_FIELDS if is_outcome else OPTIONAL_EXPOSURE_FIELDS
+    missing = [name for name in names if name not in data and name not in optional]
     if missing:
         kind = "outcome" if is_outcome else "exposure"
         raise EventError(f"{kind} event is missing field(s) {', '.join(missing)}: {data!r}")
@@ -246,4 +251,9 @@ def decode(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Event:
         value = float(data["value"])
     except ValueError:
         raise EventError(f"value must be a float, got {data['value']!r}") from None
-    return Outcome(metric=data["metric"], value=value, **common)
+    return Outcome(
+        metric=data["metric"],
+        value=value,
+        judge_fingerprint=data.get("judge_fingerprint", optional["judge_fingerprint"]),
+        **common,
+    )

@@ -42,6 +42,9 @@ AUTOMATIC_METRICS: tuple[str, ...] = (
 
 WEIGHT_TOLERANCE = 1e-6
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+#: Metric names; `:` allows the online judges' `judge:<evaluator>` outcomes.
+METRIC_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+JUDGE_METRIC_PREFIX = "judge:"
 
 
 class ExperimentFileError(ValueError):
@@ -94,7 +97,7 @@ class Cap(_Frozen):
 class Metric(_Frozen):
     """A metric the analysis reports; `ratio` metrics divide per-unit sums of two others."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, pattern=METRIC_NAME_PATTERN)
     kind: Literal["proportion", "mean", "ratio"]
     aggregate: Literal["sum", "mean"] = "sum"
     direction: Literal["increase", "decrease"] = "increase"
@@ -187,6 +190,159 @@ class Safety(_Frozen):
         return webhook
 
 
+EvaluatorKind = Literal[
+    "exact", "contains", "regex", "is_json", "json_schema", "length", "python", "llm_judge"
+]
+
+#: The parameters each evaluator kind needs, besides `name`, `kind` and `output`.
+_REQUIRED_BY_KIND: dict[str, tuple[tuple[str, ...], ...]] = {
+    "exact": (("expected", "value"),),
+    "contains": (("expected", "value"),),
+    "regex": (("pattern",),),
+    "is_json": (),
+    "json_schema": (("json_schema",),),
+    "length": (("min", "max"),),
+    "python": (("callable",),),
+    "llm_judge": (("flow",), ("model",), ("scale",)),
+}
+#: The parameters each kind reads (any other one set is a mistake worth naming).
+_USED_BY_KIND: dict[str, frozenset[str]] = {
+    "exact": frozenset({"expected", "value", "case_sensitive"}),
+    "contains": frozenset({"expected", "value", "case_sensitive"}),
+    "regex": frozenset({"pattern", "case_sensitive"}),
+    "is_json": frozenset(),
+    "json_schema": frozenset({"json_schema"}),
+    "length": frozenset({"min", "max", "unit"}),
+    "python": frozenset({"callable", "expected"}),
+    "llm_judge": frozenset({"flow", "model", "scale", "expected"}),
+}
+_EVALUATOR_PARAMETERS = (
+    "expected",
+    "value",
+    "case_sensitive",
+    "pattern",
+    "json_schema",
+    "min",
+    "max",
+    "unit",
+    "callable",
+    "flow",
+    "model",
+    "scale",
+)
+
+
+class Evaluator(_Frozen):
+    """One way to score an arm's answer to a dataset row (DESIGN.md, Evaluation).
+
+    Every evaluator yields a number per answer: 1/0 for the checks (`exact`, `contains`,
+    `regex`, `is_json`, `json_schema`, `length`), what the callable returns for `python`, and
+    the judge's score on `scale` for `llm_judge`. `output` names the flow output scored
+    (default: the flow's first output); `expected` names the key of the row's `expected`
+    object compared against (`value` gives a literal instead).
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: EvaluatorKind
+    output: str | None = None
+    expected: str | None = None
+    value: str | None = None
+    case_sensitive: bool = False
+    pattern: str | None = None
+    json_schema: dict[str, Any] | None = None
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+    unit: Literal["words", "chars"] = "words"
+    #: `python`: "package.module:function", called as function(output, expected, inputs).
+    callable: str | None = None
+    #: `llm_judge`: the judge's flow module, its model and the score's scale [low, high].
+    flow: str | None = None
+    model: str | None = None
+    scale: tuple[float, float] | None = None
+
+    @field_validator("callable")
+    @classmethod
+    def _import_path(cls, path: str | None) -> str | None:
+        if path is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", path):
+            raise ValueError(f"callable ({path!r}) must be 'package.module:function'")
+        return path
+
+    @model_validator(mode="after")
+    def _parameters_fit_kind(self) -> Evaluator:
+        problems = []
+        for needed in _REQUIRED_BY_KIND[self.kind]:
+            if all(getattr(self, name) is None for name in needed):
+                problems.append(f"a {self.kind} evaluator needs {' or '.join(needed)}")
+        used = _USED_BY_KIND[self.kind]
+        defaults = type(self).model_fields
+        for name in _EVALUATOR_PARAMETERS:
+            if name not in used and getattr(self, name) != defaults[name].default:
+                problems.append(f"{name}: a {self.kind} evaluator takes no {name}")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                problems.append(f"pattern ({self.pattern!r}) does not compile: {exc}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            problems.append(f"min ({self.min}) must be <= max ({self.max})")
+        if self.scale is not None:
+            low, high = self.scale
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                problems.append(f"scale ({low}, {high}) must be finite with low < high")
+        if problems:
+            raise ValueError(f"evaluator '{self.name}': " + "; ".join(problems))
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The outcome an online judge records: `judge:<name>`."""
+        return JUDGE_METRIC_PREFIX + self.name
+
+
+class Evaluation(_Frozen):
+    """Offline evaluation of the experiment's arms on a dataset, and online judging.
+
+    `dataset` is a JSONL file (rows `{"id", "inputs", "expected"?}`); a relative path is
+    resolved against the folder that holds the experiments folder (the project root).
+    `judge_sample_rate` is the share of live runs that the `llm_judge` evaluators score,
+    off the request path; each score becomes the outcome `judge:<evaluator>`.
+    """
+
+    dataset: str | None = Field(default=None, min_length=1)
+    evaluators: tuple[Evaluator, ...] = ()
+    judge_sample_rate: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Evaluation:
+        problems = []
+        names = [e.name for e in self.evaluators]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            problems.append(f"evaluators: duplicate names: {', '.join(duplicated)}")
+        if self.dataset is None and not self.judges:
+            problems.append(
+                "dataset: needed to evaluate offline (or add an llm_judge to judge online)"
+            )
+        if self.dataset is not None and not self.evaluators:
+            problems.append("evaluators: a dataset needs at least one evaluator to score it")
+        if self.judge_sample_rate > 0 and not self.judges:
+            problems.append(
+                f"judge_sample_rate ({self.judge_sample_rate}) needs an llm_judge evaluator"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def judges(self) -> tuple[Evaluator, ...]:
+        return tuple(e for e in self.evaluators if e.kind == "llm_judge")
+
+    @property
+    def online_judges(self) -> tuple[Evaluator, ...]:
+        """The judges that score live runs (none when `judge_sample_rate` is 0)."""
+        return self.judges if self.judge_sample_rate > 0 else ()
+
+
 class Experiment(_Frozen):
     """An experiment definition, as written in `experiments/*.yaml` (DESIGN.md)."""
 
@@ -209,6 +365,35 @@ class Experiment(_Frozen):
     metrics: tuple[Metric, ...] = ()
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     safety: Safety | None = None
+    evaluation: Evaluation | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_metrics(cls, data: Any) -> Any:
+        """Declare `judge:<name>` for every online judge the file did not declare itself, so
+        the analysis, the dashboard and the guardrails see the scores like any outcome. They
+        are means of the per-unit average score, judged on the absolute difference: the
+        offline evaluation's paired difference is on the same scale, so the report can put
+        both side by side."""
+        online = _online_judge_names(data)
+        if not online:
+            return data
+        metrics = data.get("metrics") or []
+        if not isinstance(metrics, list | tuple):
+            return data
+        declared = {m.get("name") for m in metrics if isinstance(m, dict)}
+        added = [
+            {
+                "name": JUDGE_METRIC_PREFIX + name,
+                "kind": "mean",
+                "aggregate": "mean",
+                "estimand": "absolute",
+                "description": f"online LLM judge '{name}'",
+            }
+            for name in online
+            if JUDGE_METRIC_PREFIX + name not in declared
+        ]
+        return {**data, "metrics": [*metrics, *added]} if added else data
 
     @field_validator("coverage")
     @classmethod
@@ -313,9 +498,7 @@ class Experiment(_Frozen):
         if self.safety is None:
             return ()
         names = self.safety.guardrails
-        return tuple(
-            m for m in self.metrics if m.guardrail and (names is None or m.name in names)
-        )
+        return tuple(m for m in self.metrics if m.guardrail and (names is None or m.name in names))
 
     @property
     def hash_seed(self) -> str:
@@ -467,6 +650,25 @@ def load_experiments(directory: str | Path | Iterable[str | Path]) -> dict[str, 
     return {r.id: r for _, r in results if isinstance(r, Experiment)}
 
 
+def _online_judge_names(data: Any) -> list[str]:
+    """Names of the `llm_judge` evaluators of raw data whose judge_sample_rate is above 0
+    (nothing when the section is malformed: validation then says what is wrong)."""
+    if not isinstance(data, dict) or not isinstance(data.get("evaluation"), dict):
+        return []
+    evaluation = data["evaluation"]
+    rate = evaluation.get("judge_sample_rate", 0)
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not rate > 0:
+        return []
+    evaluators = evaluation.get("evaluators") or []
+    if not isinstance(evaluators, list | tuple):
+        return []
+    return [
+        e["name"]
+        for e in evaluators
+        if isinstance(e, dict) and e.get("kind") == "llm_judge" and isinstance(e.get("name"), str)
+    ]
+
+
 def _prefixed(error: ExperimentFileError) -> list[str]:
     return [f"{error.path}: {problem}" for problem in error.problems]
 
@@ -516,7 +718,14 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
         field = model.model_fields.get(str(part))
         if field is None:
             return []
-        nested = {"arms": Arm, "metrics": Metric, "analysis": AnalysisSettings, "safety": Safety}
+        nested = {
+            "arms": Arm,
+            "metrics": Metric,
+            "analysis": AnalysisSettings,
+            "safety": Safety,
+            "evaluation": Evaluation,
+            "evaluators": Evaluator,
+        }
         model = nested.get(str(part))
     return list(model.model_fields) if model is not None else []
 

@@ -52,6 +52,22 @@ ENVIRONMENT: dict[str, str] = {
         "on (default) or off: whether `abtest serve` runs the safe-rollout monitor (one "
         "leader across workers and replicas)"
     ),
+    "ABTEST_JUDGE": (
+        "on (default) or off: whether `abtest serve` runs the online judges of experiments "
+        "with a judge_sample_rate (`abtest judge` runs them alone)"
+    ),
+    "ABTEST_RUNS_MAX_LEN": (
+        "approximate MAXLEN of each experiment's runs stream, the sampled runs kept for "
+        "online judging (default: 10000)"
+    ),
+    "ABTEST_RUNS_RETENTION_S": (
+        "seconds a sampled run stays in the runs stream before the judge worker trims it "
+        "(default: 604800, a week)"
+    ),
+    "ABTEST_RUNS_STORE_INPUTS": (
+        "on (default) or off: whether the runs stream keeps a sampled run's inputs (off: "
+        "outputs only; judges that read a flow input then record a judge error)"
+    ),
     "ABTEST_STATE_REFRESH_S": (
         "seconds between reads of the arms' runtime state (stopped arms) from the store "
         "(default: 1)"
@@ -94,6 +110,10 @@ class Settings:
     viewer_keys: frozenset[str] = field(default_factory=frozenset)
     sdk_keys: frozenset[str] = field(default_factory=frozenset)
     monitor: str = "on"
+    judge: str = "on"
+    runs_max_len: int = 10_000
+    runs_retention_s: float = 604_800.0
+    runs_store_inputs: bool = True
     state_refresh_s: float = 1.0
     max_body_bytes: int = 1_048_576
     max_upload_bytes: int = 20_971_520
@@ -122,6 +142,10 @@ class Settings:
             viewer_keys=_keys(env, "ABTEST_VIEWER_KEYS"),
             sdk_keys=_keys(env, "ABTEST_SDK_KEYS"),
             monitor=_choice(env, "ABTEST_MONITOR", ("on", "off")),
+            judge=_choice(env, "ABTEST_JUDGE", ("on", "off")),
+            runs_max_len=_positive_int(env, "ABTEST_RUNS_MAX_LEN", 10_000),
+            runs_retention_s=_positive_seconds(env, "ABTEST_RUNS_RETENTION_S", 604_800.0),
+            runs_store_inputs=_choice(env, "ABTEST_RUNS_STORE_INPUTS", ("on", "off")) == "on",
             state_refresh_s=_seconds(env, "ABTEST_STATE_REFRESH_S", 1.0),
             max_body_bytes=_positive_int(env, "ABTEST_MAX_BODY_BYTES", 1_048_576),
             max_upload_bytes=_positive_int(env, "ABTEST_MAX_UPLOAD_BYTES", 20_971_520),
@@ -309,4 +333,17 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
     if not math.isfinite(value) or value < 0:
         raise SettingsError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name} must be a number of seconds > 0, got {raw!r}")
     return value

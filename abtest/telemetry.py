@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: requests and latency per route, events, spool, LLM errors.
+"""Prometheus metrics of the API: requests and latency per route, events, spool, LLM errors,
+online judging.
 
 Each app owns its registry (so tests and several apps in one process never collide); with
 several uvicorn workers each worker reports its own series, told apart by the scraper's
@@ -13,13 +14,24 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
+__all__ = ["CONTENT_TYPE_LATEST", "Telemetry", "judge_verdict_counter"]
 
 
 class EventLogCounters(Protocol):
     spool_depth: int
     batches_written: int
     events_written: int
+
+
+def judge_verdict_counter(registry: CollectorRegistry) -> Counter:
+    """The online judges' verdicts on `registry`: the service's, or a standalone worker's."""
+    return Counter(
+        "abtest_judge_verdicts_total",
+        "Online judge verdicts by experiment, arm, evaluator and status (ok: a score was "
+        "recorded; parse_failure: the judge answered no score; judge_error: the judge failed).",
+        ["experiment", "arm", "evaluator", "status"],
+        registry=registry,
+    )
 
 
 class Telemetry:
@@ -82,6 +94,14 @@ class Telemetry:
             ["experiment"],
             registry=self.registry,
         )
+        self.runs_logged = Counter(
+            "abtest_runs_logged_total",
+            "Sampled live runs offered to the runs stream for online judging, by experiment "
+            "and result (stored; failed: not kept, the run itself was answered).",
+            ["experiment", "result"],
+            registry=self.registry,
+        )
+        self.judge_verdicts = judge_verdict_counter(self.registry)
         self.arm_stopped = Gauge(
             "abtest_arm_stopped",
             "1 when a safe rollout or an admin stopped the arm, else 0.",

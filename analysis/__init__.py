@@ -11,6 +11,10 @@ stays free of pandas, Matplotlib and Redis:
 * :func:`analyze`, :class:`ExperimentResult` (``analysis.analyze``)
 * :func:`render_report`, :func:`to_json`, :func:`to_csv`, :func:`build_report`
   (``analysis.report``)
+* :func:`load_evaluation`, :func:`summarize_evaluation`, :class:`EvaluationSummary`,
+  :func:`render_evaluation_html`, :func:`offline_vs_online` (``analysis.evaluation``: the
+  offline evaluation's per-row file, its summary and report)
+* :func:`paired_ttest`, :func:`bootstrap_ci` (``analysis.paired``)
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ _EXPORTS = {
     "to_json": "analysis.report",
     "to_csv": "analysis.report",
     "build_report": "analysis.report",
+    "load_evaluation": "analysis.evaluation",
+    "summarize_evaluation": "analysis.evaluation",
+    "EvaluationSummary": "analysis.evaluation",
+    "render_evaluation_html": "analysis.evaluation",
+    "offline_vs_online": "analysis.evaluation",
+    "paired_ttest": "analysis.paired",
+    "bootstrap_ci": "analysis.paired",
 }
 
 __all__ = sorted(_EXPORTS)

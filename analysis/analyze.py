@@ -33,7 +33,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -66,6 +66,9 @@ from analysis.stats import (
 from analysis.sufficient import DIAGNOSTICS, ExperimentStats, as_of_ms, event_metrics
 from analysis.table_html import TableRow, render_table_html
 from analysis.verdict import Verdict, decide, estimand_test
+
+if TYPE_CHECKING:
+    from analysis.evaluation import EvaluationSummary
 
 __all__ = [
     "PAIRWISE_COLUMNS",
@@ -296,6 +299,10 @@ class ExperimentResult:
     pairwise : pandas.DataFrame or None
         With ``analysis: {pairwise: true}``, every treatment against every other treatment
         (:data:`PAIRWISE_COLUMNS`), corrected as its own family of comparisons.
+    offline : analysis.evaluation.EvaluationSummary or None
+        The experiment's offline evaluation (``abtest eval``), when the results were read from
+        a store that holds one (:func:`analysis.report.analyze_stored`); the report sets it
+        next to the online results of the same evaluators.
     """
 
     experiment: Experiment
@@ -321,6 +328,7 @@ class ExperimentResult:
     audit: tuple[AuditEntry, ...] = ()
     srm_until: pd.Timestamp | None = None
     traffic: pd.DataFrame | None = None
+    offline: EvaluationSummary | None = None
 
     @property
     def experiment_id(self) -> str:

@@ -20,7 +20,10 @@ exposures
     ``definition_sha`` (category), ``flow_fingerprint`` (category).
 outcomes
     ``event_id``, ``ts``, ``time``, ``experiment_id``, ``unit_id``, ``arm``, ``request_id`` as
-    above, ``metric`` (category), ``value`` (float64).
+    above, ``metric`` (category), ``value`` (float64), ``judge_fingerprint`` (category: the
+    evaluator fingerprint of an online judge's ``judge:<evaluator>`` score; empty for other
+    outcomes, also those written before the field existed, as ``abtest.event_fields.decode``
+    reads them).
 
 Rows keep stream (or file) order. A repeated ``event_id`` keeps its first occurrence only
 (writers retry with the same id). Rows that cannot be analysed are dropped: a missing
@@ -43,7 +46,12 @@ import pandas as pd
 import pyarrow as pa
 
 from abtest.arm_state import ArmState, AuditEntry, audit_key, parse_audit, parse_states, states_key
-from abtest.event_fields import EXPOSURE_FIELDS, OUTCOME_FIELDS, stream_key
+from abtest.event_fields import (
+    EXPOSURE_FIELDS,
+    OPTIONAL_OUTCOME_FIELDS,
+    OUTCOME_FIELDS,
+    stream_key,
+)
 from abtest.fingerprints import Manifest, manifests_key, parse_manifests
 from abtest.settings import cluster_nodes, is_cluster_url
 
@@ -64,7 +72,15 @@ OUTCOME_COLUMNS: tuple[str, ...] = (*OUTCOME_FIELDS[:2], "time", *OUTCOME_FIELDS
 """Columns of the outcomes frame (the fields plus ``time`` after ``ts``)."""
 
 _CATEGORICAL = frozenset(
-    {"experiment_id", "arm", "metric", "definition_sha", "flow_fingerprint", "source"}
+    {
+        "experiment_id",
+        "arm",
+        "metric",
+        "definition_sha",
+        "flow_fingerprint",
+        "source",
+        "judge_fingerprint",
+    }
 )
 _REQUIRED = {
     "exposure": ("ts", "unit_id", "arm"),
@@ -488,10 +504,16 @@ def _typed_frame(kind: str, arrays: dict[str, Any], keep: np.ndarray) -> pd.Data
         elif name == "value":
             data["value"] = arrays["value"]
         elif name in _CATEGORICAL:
-            data[name] = _categorical(arrays[name])
+            data[name] = _categorical(_with_default(kind, name, arrays[name]))
         else:
             data[name] = arrays[name].to_pandas()
     return pd.DataFrame(data)
+
+
+def _with_default(kind: str, name: str, array: pa.Array) -> pa.Array:
+    """An optional outcome field with its default where the entry lacks it (older writers)."""
+    default = OPTIONAL_OUTCOME_FIELDS.get(name) if kind == "outcome" else None
+    return array if default is None else array.fill_null(default)
 
 
 def _categorical(array: pa.Array) -> pd.Categorical:

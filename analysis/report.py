@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import io
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from analysis.analyze import (
     analyze,
     table_row,
 )
+from analysis.evaluation import JUDGE_METRIC_PREFIX, offline_vs_online, read_summary
 from analysis.formatting import format_number, format_p, format_percent
 from analysis.load import load_arm_states, load_events, load_manifests
 from analysis.rollout import with_arm_states
@@ -68,8 +70,13 @@ DIAGNOSTIC_LABELS: dict[str, str] = {
     "outcomes_before_exposure": "outcomes before the unit's first exposure (ignored)",
     "outcomes_arm_mismatch": "outcomes whose arm field differs from the unit's first arm",
     "outcomes_used": "outcomes used",
+    "offline_summary_ignored": (
+        "offline evaluation summary in the store that is unreadable or of another control (ignored)"
+    ),
 }
 """What each diagnostic count means, as shown in the report."""
+
+_LOG = logging.getLogger(__name__)
 
 _GREEN = "#1a7f37"
 _RED = "#cf222e"
@@ -95,8 +102,21 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
     """``{"experiment_id", "srm_p_value", "table": [one dict per row]}`` with NaN as None.
 
     Rows carry the columns of :data:`analysis.analyze.TABLE_COLUMNS`; the dict serialises with
-    ``json.dumps(..., allow_nan=False)``.
+    ``json.dumps(..., allow_nan=False)``. With an offline evaluation (``result.offline``) it
+    also has ``"offline_vs_online"``: the records of
+    :func:`analysis.evaluation.offline_vs_online` (an empty list when no evaluator has an
+    online metric).
     """
+    data = _online_json(result)
+    if result.offline is not None:
+        data["offline_vs_online"] = [
+            {name: _plain(value) for name, value in record.items()}
+            for record in offline_vs_online(result.offline, result).to_dict(orient="records")
+        ]
+    return data
+
+
+def _online_json(result: ExperimentResult) -> dict[str, Any]:
     table = result.table
     rows = [
         {name: _plain(value) for name, value in zip(TABLE_COLUMNS, record, strict=True)}
@@ -440,6 +460,28 @@ shown once per flow fingerprint (each against the whole control) instead of pool
 </table>
 {% endif %}
 
+{% if offline %}
+<h2>Offline vs online</h2>
+<p class="meta">{{ offline.note }}</p>
+{% if offline.rows %}
+<table class="results">
+<thead><tr><th class="text">evaluator</th><th class="text">arm</th>
+<th>offline diff<span class="ci">t interval</span></th><th>pairs</th><th>offline p</th>
+<th>online effect<span class="ci">interval</span></th><th>units</th><th>online adjusted p</th>
+<th class="text">agreement</th><th class="text">why</th></tr></thead>
+<tbody>
+{% for r in offline.rows %}<tr><td class="text">{{ r.evaluator }}</td>
+<td class="text">{{ r.arm }}</td><td>{{ r.offline }}<span class="ci">{{ r.offline_ci }}</span></td>
+<td>{{ r.pairs }}</td><td>{{ r.offline_p }}</td>
+<td>{{ r.online }}<span class="ci">{{ r.online_ci }}</span></td><td>{{ r.units }}</td>
+<td>{{ r.online_p }}</td><td class="text"><b>{{ r.agreement }}</b></td>
+<td class="text">{{ r.reason }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% endif %}
+{% endif %}
+
 <h2>Lift with confidence intervals</h2>
 <div class="plots">
 {% for plot in forest_plots %}<img alt="{{ plot.metric }} lift" src="{{ plot.src }}">
@@ -596,8 +638,63 @@ def _table_note(result: ExperimentResult) -> str:
     )
 
 
+def _offline_section(result: ExperimentResult) -> dict[str, Any] | None:
+    """The offline evaluation next to the online results of the same evaluators
+    (:func:`analysis.evaluation.offline_vs_online`), formatted; None without an offline
+    evaluation."""
+    summary = result.offline
+    if summary is None:
+        return None
+    frame = offline_vs_online(summary, result)
+    if frame.empty:
+        evaluators = ", ".join(e.name for e in summary.evaluators)
+        note = (
+            f"The offline evaluation scored {evaluators}; the experiment has no online metric "
+            f"{JUDGE_METRIC_PREFIX}<evaluator> for any of them, so there is nothing to compare."
+        )
+        return {"note": note, "rows": []}
+    level = f"{(1 - summary.alpha) * 100:g}%"
+    note = (
+        "Offline, on the evaluation dataset: the treatment's mean per-row score difference "
+        f"from {summary.control} over the rows both arms scored, with its {level} paired t "
+        "interval and p-value. Online: the metric "
+        f"{JUDGE_METRIC_PREFIX}<evaluator> on live traffic, its effect as in the results table. "
+        "Both are differences in score, treatment minus control. 'agree': same direction, and "
+        f"significant on both sides (offline p < {summary.alpha:g}, online adjusted p < "
+        f"{result.alpha:g}) or on neither."
+    )
+    rows = [
+        {
+            "evaluator": r.evaluator,
+            "arm": r.arm,
+            "offline": _signed(r.offline_diff),
+            "offline_ci": _ci(r.offline_ci_low, r.offline_ci_high),
+            "pairs": f"{r.offline_n:,}",
+            "offline_p": format_p(r.offline_p),
+            "online": _signed(r.online_effect),
+            "online_ci": _ci(r.online_ci_low, r.online_ci_high),
+            "units": f"{r.online_units:,}",
+            "online_p": format_p(r.online_p_adjusted),
+            "agreement": r.agreement,
+            "reason": r.reason,
+        }
+        for r in frame.itertuples(index=False)
+    ]
+    return {"note": note, "rows": rows}
+
+
+def _signed(x: float) -> str:
+    return ("+" if x > 0 else "") + format_number(x) if math.isfinite(x) else "–"
+
+
+def _ci(low: float, high: float) -> str:
+    ok = math.isfinite(low) and math.isfinite(high)
+    return f"[{format_number(low)}, {format_number(high)}]" if ok else ""
+
+
 def render_report(result: ExperimentResult) -> str:
-    """One self-contained HTML page: summary, traffic and SRM, table, plots, diagnostics."""
+    """One self-contained HTML page: summary, traffic and SRM, table, plots, diagnostics, and
+    the offline evaluation next to the online results when there is one."""
     bayesian = result.experiment.analysis.engine == "bayesian"
     table = render_table([table_row(r) for r in result.rows], bayesian)
     forest = [
@@ -615,6 +712,7 @@ def render_report(result: ExperimentResult) -> str:
         settings=_settings_line(result),
         context=_context_line(result),
         pairwise=_pairwise_rows(result),
+        offline=_offline_section(result),
         drift=[
             f"{d.arm} changed prompts at {d.at.strftime('%Y-%m-%d %H:%M:%S UTC')}: "
             f"fingerprint {d.from_[:12]} -> {d.to[:12]}"
@@ -725,12 +823,33 @@ def _fingerprint_rows(result: ExperimentResult, arm: str) -> list[dict[str, str]
 def analyze_stored(experiment: Experiment, redis: Any, as_of: Any = None) -> ExperimentResult:
     """Load an experiment's events from Redis, a client or a URL (see
     :func:`analysis.load.load_events`), and analyse them: what the API, the demo and
-    `build_report` share."""
+    `build_report` share.
+
+    The offline evaluation summary the runner stored (:func:`analysis.evaluation.read_summary`)
+    becomes ``result.offline``. One that cannot be read, or that compares against another
+    control, is left out (the online results do not depend on it) and counted in the
+    diagnostic ``offline_summary_ignored``, with the reason logged.
+    """
     exposures, outcomes = load_events(experiment.id, redis)
     result = analyze(experiment, exposures, outcomes, as_of=as_of)
     states, audit = load_arm_states(experiment.id, experiment.arm_names, redis)
     result = with_arm_states(result, exposures, states, audit)
-    return dataclasses.replace(result, manifests=load_manifests(experiment.id, redis))
+    result = dataclasses.replace(result, manifests=load_manifests(experiment.id, redis))
+    return _with_offline(result, redis)
+
+
+def _with_offline(result: ExperimentResult, redis: Any) -> ExperimentResult:
+    try:
+        summary = read_summary(result.experiment_id, redis)
+        if summary is not None and summary.control != result.control:
+            raise ValueError(
+                f"its control is '{summary.control}', the experiment's '{result.control}'"
+            )
+    except ValueError as error:
+        _LOG.warning("offline evaluation summary of %s ignored: %s", result.experiment_id, error)
+        diagnostics = {**result.diagnostics, "offline_summary_ignored": 1}
+        return dataclasses.replace(result, diagnostics=diagnostics)
+    return dataclasses.replace(result, offline=summary)
 
 
 def render(result: ExperimentResult, fmt: Format = "html") -> str:

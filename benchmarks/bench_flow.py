@@ -96,13 +96,16 @@ def _direct(client, pdf: bytes, config: dict) -> str:
 
 
 @contextlib.contextmanager
-def _server_process() -> Iterator[str]:
+def _server_process(latency_ms: float = 0.0) -> Iterator[str]:
     """The local model server in a child process, so its work does not compete for this
-    process's GIL while the flow is being measured; yields its base URL."""
+    process's GIL while the flow is being measured; yields its base URL. `latency_ms` is
+    added to every response, like a remote model's time to answer."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    code = f"from abtest.devtools.llm_server import main; main(port={port})"
+    code = (
+        f"from abtest.devtools.llm_server import main; main(port={port}, latency_ms={latency_ms})"
+    )
     child = subprocess.Popen(
         [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

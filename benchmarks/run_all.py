@@ -57,8 +57,13 @@ def targeting_rows() -> list[Row]:
 
     f = bench_targeting.main()
     return [
-        Row("Router.assign with a 3-clause condition", f["router_assign_with_condition_us"],
-            "us/call", "", None),  # fmt: skip
+        Row(
+            "Router.assign with a 3-clause condition",
+            f["router_assign_with_condition_us"],
+            "us/call",
+            "",
+            None,
+        ),  # fmt: skip
         _row("conditional assign vs GrowthBook.run", f["assign_vs_run"], "x", 5, True),
     ]
 
@@ -70,6 +75,18 @@ def flow_rows() -> list[Row]:
     return [
         _row("FlowRegistry.run overhead (excl. LLM)", f["overhead"], "ms", 1, False),
         Row("build + validate all drivers", f["build_ms"], "ms", "", None),
+    ]
+
+
+def eval_rows() -> list[Row]:
+    from benchmarks import bench_eval
+
+    f = bench_eval.main([])
+    return [
+        Row("eval throughput, concurrency 1", f["c1"], "rows x arms/s", "", None),
+        Row("eval throughput, concurrency 8", f["c8"], "rows x arms/s", "", None),
+        Row("eval, 20 ms model: concurrency 8 vs 1", f["slow_speedup"], "x", "", None),
+        Row("eval overhead per row x arm (excl. LLM)", f["overhead_ms"], "ms", "", None),
     ]
 
 
@@ -154,6 +171,7 @@ SECTIONS: list[tuple[str, Callable[[], list[Row]]]] = [
     ("router", router_rows),
     ("targeting", targeting_rows),
     ("flows", flow_rows),
+    ("eval", eval_rows),
     ("event log", eventlog_rows),
     ("api", api_rows),
     ("cluster", cluster_rows),

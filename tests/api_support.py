@@ -28,9 +28,13 @@ FINAL_PROMPT = "summarize_text_from_summaries_prompt"
 
 
 def experiments_copy(directory: Path) -> Path:
-    """A private copy of the example experiments (tests may rewrite it)."""
+    """A private copy of the example experiments (tests may rewrite it), with the evaluation
+    datasets beside it, where their relative paths point."""
     target = directory / "experiments"
     shutil.copytree(EXAMPLES, target)
+    datasets = directory / "datasets"
+    if not datasets.exists():
+        shutil.copytree(EXAMPLES.parent / "datasets", datasets)
     return target
 
 

@@ -190,8 +190,19 @@ def test_demo_end_to_end_small(env, tmp_path: Path) -> None:
     assert (reports / "pdf-summary-rollout.html").exists()
     sections = second.output.split("\n== ")[1:]
     names = [section.split(" ==")[0] for section in sections]
-    assert names == [EXPERIMENT, "pdf-summary-rollout", support.id]
-    for section in sections:
+    assert names == [
+        f"{EXPERIMENT}: offline evaluation",
+        EXPERIMENT,
+        "pdf-summary-rollout",
+        f"{support.id}: offline evaluation",
+        support.id,
+    ]
+    # the offline evaluations ran first, on every row, and the online reports compare them
+    for experiment_id in (EXPERIMENT, support.id):
+        assert (reports / f"{experiment_id}-eval.html").exists()
+    assert second.output.count("offline vs online (absolute difference") == 2
+    assert "Offline vs online" in support_html
+    for section in sections[1:3] + sections[4:]:
         table_units = [
             int(line.split()[2])
             for line in section.splitlines()

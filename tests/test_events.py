@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -78,7 +79,11 @@ def test_encoded_fields_follow_the_contract() -> None:
         "request_id": "",
         "metric": "latency_ms",
         "value": "0.1",
+        "judge_fingerprint": "",
     }
+    older_outcome = {k: v for k, v in encode(event).items() if k != "judge_fingerprint"}
+    assert decode(older_outcome) == event  # entries written before `judge_fingerprint` existed
+    assert decode(encode(replace(event, judge_fingerprint="f" * 64))).judge_fingerprint == "f" * 64
     assert set(encode(exposure())) == {
         "event_id",
         "ts",

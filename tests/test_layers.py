@@ -50,6 +50,12 @@ LAYERS: dict[str, int] = {
     "abtest.tokens": RUNTIME,
     "abtest.prompts": RUNTIME,
     "abtest.platform": RUNTIME,
+    # Offline evaluation: datasets, evaluators and judges run flows; its cache and runner use
+    # the store.
+    "abtest.evaluation": RUNTIME,
+    "abtest.evaluation.cache": EDGES,
+    "abtest.evaluation.runner": EDGES,
+    "abtest.evaluation.outputs": EDGES,
     # I/O and entry points: the event log, the store, the service, the command line.
     "abtest.events": EDGES,
     "abtest.store": EDGES,
@@ -59,6 +65,7 @@ LAYERS: dict[str, int] = {
     "abtest.cli": EDGES,
     "abtest.telemetry": EDGES,
     "abtest.monitor": EDGES,
+    "abtest.judging": EDGES,
     # Local model server and demo: on the side, never on the serving path.
     "abtest.devtools": DEVTOOLS,
 }

@@ -160,3 +160,30 @@ def test_parquet_without_kind_is_rejected(tmp_path):
     pd.DataFrame({"ts": [1]}).to_parquet(path)
     with pytest.raises(ValueError, match="no 'kind' column"):
         load_events_parquet(path)
+
+
+def test_judge_fingerprints_load_from_redis_and_from_an_export(tmp_path, redis_url, redis_client):
+    """Scores of online judges carry `judge_fingerprint`; other outcomes, also those written
+    before the field existed (the helpers here write them so), load as "", through `abtest
+    export` too."""
+    from abtest.event_fields import Outcome
+    from abtest.events import SyncEventLog, export_parquet
+
+    write_events(
+        redis_client,
+        EXP,
+        [exposure("u1", "control", T0), exposure("u2", "v2", T0)],
+        [outcome("u1", "control", "thumbs_up", 1.0, T0 + 1)],
+    )
+    scores = [
+        Outcome(EXP, unit, arm, "judge:helpfulness", 4.0, ts=T0 + 2, judge_fingerprint="f" * 64)
+        for unit, arm in (("u1", "control"), ("u2", "v2"))
+    ]
+    with SyncEventLog(redis_client, tmp_path / "spool.jsonl") as log:
+        log.append([*scores, Outcome(EXP, "u2", "v2", "thumbs_up", 0.0, ts=T0 + 3)])
+    from_redis = load_events(EXP, redis_url)[1]
+    assert str(from_redis["judge_fingerprint"].dtype) == "category"
+    assert from_redis["judge_fingerprint"].tolist() == ["", "f" * 64, "f" * 64, ""]
+    path = tmp_path / "export.parquet"
+    assert export_parquet(redis_client, EXP, path) == 6
+    pd.testing.assert_frame_equal(load_events_parquet(path, EXP)[1], from_redis)

@@ -24,6 +24,7 @@ from abtest.api.routes import admin_router, experiments_router, outcomes_router,
 from abtest.api.sdk import sdk_router
 from abtest.api.state import load_platform, reload_platform
 from abtest.events import AckPolicy, EventLog
+from abtest.judging import JudgeThread, RunsLog
 from abtest.platform import Platform
 from abtest.settings import Settings, get_settings
 from abtest.state_store import ManifestRecorder
@@ -56,6 +57,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await event_log.start()
     app.state.platform = platform
     app.state.event_log = event_log
+    app.state.runs_log = RunsLog(
+        client,
+        max_len=settings.runs_max_len,
+        store_inputs=settings.runs_store_inputs,
+        counter=app.state.telemetry.runs_logged,
+    )
     app.state.telemetry.watch_event_log(event_log)
     await refresh_once(app)
     background = [asyncio.create_task(refresh_forever(app, settings.state_refresh_s))]
@@ -65,6 +72,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         monitor = Monitor(store.sync_client(url), lambda: app.state.platform.experiments)
         background.append(asyncio.create_task(monitor_forever(monitor)))
     app.state.background = background
+    app.state.judge = _start_judge(app, settings, url)
     # Everything built so far (modules, drivers, definitions) lives as long as the process:
     # moving it out of the collector's generations keeps full collections short under load.
     gc.collect()
@@ -84,8 +92,43 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await _stop_judge(app)
+        await app.state.runs_log.close()
         await event_log.close()
         await store.close_async_client(client)
+
+
+def _start_judge(app: FastAPI, settings: Settings, url: str) -> JudgeThread | None:
+    """The online judges' worker on a thread of its own, unless ABTEST_JUDGE=off or no loaded
+    experiment has online judges (an experiment that gains them by a reload is judged from
+    the next start, or by `abtest judge`)."""
+    from abtest import store
+    from abtest.judging import JudgeWorker, judged_experiments
+    from abtest.llm import LLMClient
+
+    if settings.judge == "off" or not judged_experiments(app.state.platform.experiments):
+        return None
+    llm_client = LLMClient(settings=settings) if settings.llm_configured else None
+    worker = JudgeWorker(
+        store.sync_client(url),
+        lambda: app.state.platform.experiments,
+        llm_client,
+        settings=settings,
+        prompt_registry=app.state.prompt_registry,
+        verdicts=app.state.telemetry.judge_verdicts,
+    )
+    return JudgeThread(worker).start()
+
+
+async def _stop_judge(app: FastAPI) -> None:
+    """Stop the judge worker (after its current batch) and close its model client."""
+    judge: JudgeThread | None = app.state.judge
+    if judge is None:
+        return
+    if not await asyncio.to_thread(judge.stop):
+        logger.warning("the judge worker did not stop in time; it ends with the process")
+    elif judge.worker.llm_client is not None:
+        judge.worker.llm_client.close()
 
 
 def _reload_on_signal(app: FastAPI) -> None:

@@ -229,12 +229,14 @@ async def run(
     services: ServicesDep,
 ) -> RunOut:
     """Run the unit's arm flow on the request's inputs; records the exposure and the run's
-    automatic outcomes. Inputs that do not fit the experiment's input model, or that the flow
-    refuses (`FlowInputError`), are a 422 naming the input, and nothing is recorded. An LLM
-    that fails after retries is a 502, a bug of the flow a 500, each with the run's JSON body
-    and request id (the failure is recorded as `error=1`)."""
+    automatic outcomes, and keeps a sampled successful run for the experiment's online judges
+    (in the background: never delaying or failing the answer). Inputs that do not fit the
+    experiment's input model, or that the flow refuses (`FlowInputError`), are a 422 naming
+    the input, and nothing is recorded. An LLM that fails after retries is a 502, a bug of
+    the flow a 500, each with the run's JSON body and request id (the failure is recorded as
+    `error=1`)."""
     platform = services.platform
-    platform.router.experiment(experiment_id)
+    experiment = platform.router.experiment(experiment_id)
     unit_id, attributes, inputs = await read_run_request(request, platform, experiment_id)
     try:
         done = await platform.arun(experiment_id, unit_id, inputs, attributes)
@@ -249,6 +251,7 @@ async def run(
             await services.record_manifest(
                 experiment_id, done.result.fingerprint, done.assignment.arm, done.result.prompts
             )
+    services.runs_log.offer(experiment, done, inputs)
     out = RunOut.model_validate(done.as_dict())
     result = done.result
     if result.error is not None:

@@ -19,6 +19,7 @@ from abtest.events import EventLog
 from abtest.experiments import ExperimentFileError
 from abtest.fingerprints import PromptRecord
 from abtest.flows import FlowConfigError
+from abtest.judging.runs_log import RunsLog
 from abtest.platform import Platform, platform_options
 from abtest.settings import Settings
 from abtest.state_store import ManifestRecorder
@@ -38,6 +39,7 @@ class Services:
     redis_url: str
     redis: Any
     manifests: ManifestRecorder
+    runs_log: RunsLog
 
     async def record_manifest(
         self,
@@ -63,6 +65,7 @@ def services_of(state: Any) -> Services:
         state.redis_url,
         state.redis,
         state.manifests,
+        state.runs_log,
     )
 
 

@@ -3,10 +3,13 @@
 1. Embedded defaults: the embedded Redis (unless `REDIS_URL`) and the local model server
    (unless `OPENAI_BASE_URL`/`OPENAI_API_KEY`).
 2. Every experiment's flows are built and validated; the API starts on a free port.
-3. For each demo experiment, N simulated users each send run inputs through
+3. Each demo experiment with an `evaluation:` section is first evaluated offline on its
+   dataset, as `abtest eval` does (`reports/<experiment>-eval.html`, JSON and per-row file).
+4. For each demo experiment, N simulated users each send run inputs through
    `POST /v1/experiments/{id}/run`, then post feedback through `POST /v1/outcomes`, as a real
-   client would.
-4. The analysis reads the streams back and writes `reports/<experiment>.html`.
+   client would. The API's judge worker scores the sampled runs with the online judges.
+5. The analysis reads the streams back and writes `reports/<experiment>.html`, with the
+   offline evaluation's lifts next to the online judges' lifts.
 
 The demo knows no particular flow: a flow takes part when its package has a `simulation`
 module (`<flow>.simulation`) with `FEEDBACK_METRIC`, `sample_inputs(rng) -> inputs` and
@@ -22,7 +25,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -63,6 +66,23 @@ class DemoOutcome:
     seconds: float
     users_skipped: int = 0
     stopped: tuple[str, ...] = ()
+    offline: OfflineOutcome | None = None
+    offline_vs_online: object = None
+    #: Live runs the online judges scored, per evaluator and status ("ok", "parse_failure"...).
+    judged: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OfflineOutcome:
+    """What the offline evaluation before the online part produced for one experiment."""
+
+    summary: object
+    report_path: Path
+    flows_run: int
+    answers_cached: int
+    llm_calls: int
+    bad_rows: tuple[str, ...]
+    seconds: float
 
 
 def simulation_of(experiment: Experiment) -> ModuleType | None:
@@ -189,9 +209,11 @@ def run_demo(
     settings: DemoSettings,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
+    on_eval: Callable[[str], None] | None = None,
 ) -> list[DemoOutcome]:
-    """Run the whole demo; `on_start(experiment_id, users)` is called before each experiment
-    and `progress(n)` after each simulated user."""
+    """Run the whole demo; `on_eval(experiment_id)` is called before each offline evaluation,
+    `on_start(experiment_id, users)` before each experiment's users and `progress(n)` after
+    each simulated user."""
     from abtest.api import create_app
     from abtest.devtools.local import ensure_llm_endpoint
     from abtest.devtools.serving import serve_app_in_thread
@@ -215,6 +237,14 @@ def run_demo(
                 f"no running experiment under {settings.experiments_dir} has a flow with a "
                 "simulation module"
             )
+        offline = {}
+        for experiment, _ in chosen:
+            if settings.fresh:
+                _clear_experiment(experiment.id, store.sync_client(url))
+            if experiment.evaluation is not None and experiment.evaluation.dataset:
+                if on_eval is not None:
+                    on_eval(experiment.id)
+                offline[experiment.id] = _evaluate_offline(experiment, settings, url)
         app = create_app(service, platform=platform)
         outcomes = []
         with serve_app_in_thread(app, ready_path="/health", name="abtest-demo-api") as api:
@@ -223,12 +253,96 @@ def run_demo(
                     if on_start is not None:
                         on_start(experiment.id, settings.users)
                     outcomes.append(
-                        _run_experiment(http, experiment, simulation, settings, url, progress)
+                        _run_experiment(
+                            http,
+                            experiment,
+                            simulation,
+                            settings,
+                            url,
+                            progress,
+                            offline.get(experiment.id),
+                        )
                     )
     finally:
         if llm is not None:
             llm.stop()
     return outcomes
+
+
+def _evaluate_offline(experiment: Experiment, settings: DemoSettings, url: str) -> OfflineOutcome:
+    """`abtest eval` of the experiment before its users arrive: its reports go beside the
+    online ones, and its summary into the store, where the online report finds it."""
+    from abtest.evaluation.cache import EvalCache
+    from abtest.evaluation.outputs import write_outputs
+    from abtest.evaluation.runner import evaluate_experiment
+    from abtest.prompts import PromptRegistry
+
+    client = store.sync_client(url)
+    done = evaluate_experiment(
+        experiment,
+        settings.experiments_dir,
+        client,
+        prompt_registry=PromptRegistry(client),
+        concurrency=settings.concurrency,
+    )
+    written = write_outputs(
+        experiment, done, settings.reports_dir, EvalCache(client, experiment.id)
+    )
+    return OfflineOutcome(
+        summary=written.summary,
+        report_path=written.html_path,
+        flows_run=done.flows_run,
+        answers_cached=done.answers_cached,
+        llm_calls=done.llm_calls,
+        bad_rows=tuple(done.bad_rows),
+        seconds=done.seconds,
+    )
+
+
+#: How long the demo waits for the online judges to score the last sampled runs.
+JUDGE_DRAIN_S = 60.0
+
+
+def _drain_judges(experiment: Experiment, url: str) -> dict[str, dict[str, int]]:
+    """Judge the sampled runs the service's judge worker has not scored yet, so the report
+    has every score: passes of a worker of our own (sharing the work through the consumer
+    group) until one finds nothing left. Returns the judges' tallies per evaluator."""
+    if experiment.evaluation is None or not experiment.evaluation.online_judges:
+        return {}
+    from abtest.judging.runs_log import runs_key
+    from abtest.judging.worker import JudgeWorker, read_judge_stats
+
+    client = store.sync_client(url)
+    worker = JudgeWorker(client, lambda: {experiment.id: experiment}, claim_idle_ms=2_000)
+    deadline = time.monotonic() + JUDGE_DRAIN_S
+    try:
+        idle = 0
+        while idle < 2 and time.monotonic() < deadline:
+            quiet = worker.tick().judged == 0 and _group_done(client, runs_key(experiment.id))
+            idle = idle + 1 if quiet else 0
+            time.sleep(0.2 if idle else 0.0)
+    finally:
+        worker.close()
+    tallies: dict[str, dict[str, int]] = {}
+    for by_evaluator in read_judge_stats(client, experiment.id).values():
+        for evaluator, counts in by_evaluator.items():
+            mine = tallies.setdefault(evaluator, {})
+            for status, count in counts.items():
+                mine[status] = mine.get(status, 0) + count
+    return tallies
+
+
+def _group_done(client: Any, key: str) -> bool:
+    """Whether the judges' consumer group has taken every entry of the stream (no lag) and
+    acknowledged it (nothing pending with the service's worker either)."""
+    from abtest.judging.worker import GROUP
+
+    for group in client.xinfo_groups(key):
+        name = group.get("name")
+        name = name.decode() if isinstance(name, bytes) else name
+        if name == GROUP:
+            return not group.get("pending") and not group.get("lag")
+    return False
 
 
 #: Users simulated after the monitor stopped every treatment arm of a safe rollout: enough
@@ -274,12 +388,12 @@ def _run_experiment(
     settings: DemoSettings,
     url: str,
     progress: Callable[[int], None] | None,
+    offline: OfflineOutcome | None = None,
 ) -> DemoOutcome:
+    from analysis.evaluation import offline_vs_online
     from analysis.report import analyze_stored, render_report
 
     started = time.perf_counter()
-    if settings.fresh:
-        _clear_experiment(experiment.id, store.sync_client(url))
     failed = 0
     truth: dict[str, list[float]] = {arm: [] for arm in experiment.arm_names}
 
@@ -299,6 +413,7 @@ def _run_experiment(
         done = _simulate_users(pool, user, record, experiment, settings, url)
     if progress is not None:
         progress(settings.users - done)
+    judged = _drain_judges(experiment, url)
     result = analyze_stored(experiment, store.sync_client(url))
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path = settings.reports_dir / f"{experiment.id}.html"
@@ -321,4 +436,7 @@ def _run_experiment(
             for arm, state in result.arm_states.items()
             if state.stopped
         ),
+        offline=offline,
+        offline_vs_online=None if offline is None else offline_vs_online(offline.summary, result),
+        judged=judged,
     )

@@ -3,9 +3,10 @@
 The server speaks the subset of the OpenAI REST API the platform uses (``GET /v1/models``,
 ``POST /v1/chat/completions`` with and without ``stream``), so the official ``openai`` SDK talks
 to it unchanged: point ``base_url`` at ``http://127.0.0.1:PORT/v1``. It is *not* a language
-model. Behind it sits a deterministic `LocalModel` that genuinely reads the prompt: support
-prompts (pick a label, reply from knowledge, rewrite a reply) get the answers described under
-**Support prompts** below; every other prompt gets an extractive summary:
+model. Behind it sits a deterministic `LocalModel` that genuinely reads the prompt: judge
+prompts (rate an answer on a scale) get a score, as described under **Judge prompts** below;
+support prompts (pick a label, reply from knowledge, rewrite a reply) get the answers described
+under **Support prompts**; every other prompt gets an extractive summary:
 
 * **Text to summarize.** The first of: blocks fenced by triple backticks or triple quotes, or
   wrapped in ``<document>``/``<text>``/``<article>``/``<context>``/``<passage>``/``<input>``/
@@ -44,6 +45,37 @@ prompts (pick a label, reply from knowledge, rewrite a reply) get the answers de
   sentences / <= 70 words. An explicit sentence count lifts the default word cap, an explicit
   word limit lifts the default sentence count (as many best sentences as fit); explicit
   limits apply to every model.
+* **Judge prompts** (`abtest.devtools.local_model_judge.JudgeResponder`, tried first, before
+  the support rules and the summarizer):
+
+  - *recognised* when the prompt (system, developer and user messages) holds an answer to
+    judge: an ``<answer>``/``<response>``/``<reply>``/``<summary>``/``<output>`` block, else the
+    text after an ``Answer:``/``Response:``/``Reply:``/``Summary:``/``Output:`` label up to the
+    next tag or ``Label:`` line (it may be empty); and when the rest of the prompt, outside the
+    answer, the question and any other tagged or fenced block, has all of: a verb (``rate``,
+    ``rating``, ``score``, ``grade``, ``evaluate``, ``judge``, ``assess``; the ``Score:`` label
+    of the answer format does not count); an object
+    (``answer``, ``response``, ``reply``, ``summary``, ``output``, singular or plural); a scale
+    on a line that mentions a scale, score, rating, grade or points: ``from A to B`` (or ``from
+    A-B``), ``between A and B``, else a bare ``A to B`` or ``A-B`` (digits, decimals and minus
+    signs allowed, A < B, the first found); and an answer format ``Score:`` (or ``Rating:``,
+    ``Grade:``, or with ``=``). Number words are not read as scale ends. Support and
+    summarization prompts ask for no score on a scale, so they are never judged;
+  - the *question* is a ``<question>``/``<message>``/``<query>``/``<request>``/``<input>`` block,
+    else the text after such a label; the *rubric* is everything else, and its word limit is
+    read as for summaries (``at most N words`` ...);
+  - *score*: relevance = the share of the question's content words (stop words removed, crude
+    stemming; equal stems or a shared prefix of 4+ letters match) that the answer contains, 0.5
+    without a question or when it has no content words; brevity falls linearly from 1 (no
+    words) to 0.8 at the rubric's word limit (120 words without one), then to 0 at twice the
+    limit; quality = 0.7 * relevance + 0.3 * brevity; score = A + quality * (B - A), rounded
+    half up to an integer when A and B are integers (else to two decimals). An answer without
+    words scores A;
+  - *the answer* is a one-line reason (``The reply covers 2 of the 6 key words of the message
+    (charged, invoice). It is 28 words long, within the 40-word limit.``), then ``Score: N``
+    (spelled with the label the prompt asked for: ``Rating: N`` for ``Rating:``).
+    ``temperature``, ``seed`` and the model change nothing: the same messages always get the
+    same judgement.
 * **Support prompts** (`abtest.devtools.local_model_support.SupportResponder`, tried before
   summarizing, in this order):
 
@@ -106,9 +138,10 @@ the model's window gets OpenAI's 400 ``context_length_exceeded``, which the SDK 
 retry. ``local-small`` has a 512-token window, so a flow that sends a whole long document to
 it in one call fails on that document every time: the demo's harmful arm.
 
-Code: this module holds the summarizer, `LocalModel` (support rules first, then the summarizer)
-and the HTTP layer; the shared text primitives (instructions, sentences, terms, model styles)
-are in :mod:`abtest.devtools.local_text`, the support rules in
+Code: this module holds the summarizer, `LocalModel` (judge rules first, then support rules,
+then the summarizer) and the HTTP layer; the shared text primitives (instructions, sentences,
+terms, model styles) are in :mod:`abtest.devtools.local_text`, the judge rules in
+:mod:`abtest.devtools.local_model_judge`, the support rules in
 :mod:`abtest.devtools.local_model_support`.
 """
 
@@ -134,6 +167,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from abtest.devtools.local_model_judge import JudgeResponder
 from abtest.devtools.local_model_support import SupportResponder
 from abtest.devtools.local_text import (
     Instructions,
@@ -333,9 +367,11 @@ class ExtractiveSummarizer:
 
 
 class LocalModel:
-    """The served model: `SupportResponder` for support prompts, else `ExtractiveSummarizer`."""
+    """The served model: `JudgeResponder` for judge prompts, `SupportResponder` for support
+    prompts, else `ExtractiveSummarizer`."""
 
     def __init__(self, seed: int = 0) -> None:
+        self.judge = JudgeResponder(seed=seed)
         self.support = SupportResponder(seed=seed)
         self.summarizer = ExtractiveSummarizer(seed=seed)
 
@@ -348,8 +384,11 @@ class LocalModel:
         request_seed: int | None = None,
     ) -> str:
         kwargs = {"model": model, "temperature": temperature, "request_seed": request_seed}
-        answer = self.support.generate(messages, **kwargs)
-        return answer if answer is not None else self.summarizer.generate(messages, **kwargs)
+        for responder in (self.judge, self.support):
+            answer = responder.generate(messages, **kwargs)
+            if answer is not None:
+                return answer
+        return self.summarizer.generate(messages, **kwargs)
 
 
 def _apply_stop(text: str, stop: str | list[str] | None) -> str:
