@@ -303,6 +303,11 @@ class ExperimentResult:
         The experiment's offline evaluation (``abtest eval``), when the results were read from
         a store that holds one (:func:`analysis.report.analyze_stored`); the report sets it
         next to the online results of the same evaluators.
+    judge_verdicts : dict of str to dict of str to dict of str to int
+        The online judges' verdicts on sampled live runs so far, arm -> evaluator ->
+        ``{ok, parse_failure, judge_error}`` counts, when read from the store: only ``ok``
+        ones are scores (the ``judge:<evaluator>`` rows of the table); the others are shown
+        so that a judge that cannot be parsed is seen, never silently missing.
     """
 
     experiment: Experiment
@@ -329,6 +334,7 @@ class ExperimentResult:
     srm_until: pd.Timestamp | None = None
     traffic: pd.DataFrame | None = None
     offline: EvaluationSummary | None = None
+    judge_verdicts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @property
     def experiment_id(self) -> str:

@@ -58,6 +58,9 @@ __all__ = [
     "render_evaluation_html",
     "summarize_evaluation",
     "summary_key",
+    "JUDGE_VERDICT_STATUSES",
+    "judge_stats_key",
+    "read_judge_stats",
 ]
 
 STATUSES: tuple[str, ...] = ("ok", "parse_failure", "run_error", "bad_input", "evaluator_error")
@@ -771,6 +774,35 @@ def read_summary(experiment_id: str, redis: Any) -> EvaluationSummary | None:
     if summary.experiment_id != experiment_id:
         raise ValueError(f"{key} holds the summary of experiment '{summary.experiment_id}'")
     return summary
+
+
+JUDGE_VERDICT_STATUSES: tuple[str, ...] = ("ok", "parse_failure", "judge_error")
+"""What an online judge's verdict on a live run can be: a score, text without a score on the
+scale, or no answer (the judge flow failed, or lacked an input the runs stream did not keep)."""
+
+
+def judge_stats_key(experiment_id: str) -> str:
+    """The hash of the online judges' verdict counts, field ``<arm>:<evaluator>:<status>``
+    (the experiment's hash tag); the judge worker increments it, the report reads it."""
+    return f"abtest:{{{experiment_id}}}:judge:stats"
+
+
+def read_judge_stats(experiment_id: str, redis: Any) -> dict[str, dict[str, dict[str, int]]]:
+    """The online judges' verdict counts so far: arm -> evaluator -> {ok, parse_failure,
+    judge_error} (empty when nothing was judged). ``redis`` is a client or a URL."""
+    from analysis.load import _client
+
+    with _client(redis) as client:
+        raw = client.hgetall(judge_stats_key(experiment_id))
+    stats: dict[str, dict[str, dict[str, int]]] = {}
+    for raw_field, raw_count in raw.items():
+        field = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
+        arm, evaluator, status = field.rsplit(":", 2)
+        counts = stats.setdefault(arm, {}).setdefault(
+            evaluator, dict.fromkeys(JUDGE_VERDICT_STATUSES, 0)
+        )
+        counts[status] = int(raw_count)
+    return stats
 
 
 # --- offline vs online ------------------------------------------------------------------------

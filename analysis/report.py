@@ -34,7 +34,12 @@ from analysis.analyze import (
     analyze,
     table_row,
 )
-from analysis.evaluation import JUDGE_METRIC_PREFIX, offline_vs_online, read_summary
+from analysis.evaluation import (
+    JUDGE_METRIC_PREFIX,
+    offline_vs_online,
+    read_judge_stats,
+    read_summary,
+)
 from analysis.formatting import format_number, format_p, format_percent
 from analysis.load import load_arm_states, load_events, load_manifests
 from analysis.rollout import with_arm_states
@@ -105,9 +110,12 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
     ``json.dumps(..., allow_nan=False)``. With an offline evaluation (``result.offline``) it
     also has ``"offline_vs_online"``: the records of
     :func:`analysis.evaluation.offline_vs_online` (an empty list when no evaluator has an
-    online metric).
+    online metric). With online judges' verdicts it has ``"judge_verdicts"`` (arm ->
+    evaluator -> counts per status).
     """
     data = _online_json(result)
+    if result.judge_verdicts:
+        data["judge_verdicts"] = result.judge_verdicts
     if result.offline is not None:
         data["offline_vs_online"] = [
             {name: _plain(value) for name, value in record.items()}
@@ -482,6 +490,22 @@ shown once per flow fingerprint (each against the whole control) instead of pool
 {% endif %}
 {% endif %}
 
+{% if judges %}
+<h2>Online judges</h2>
+<p class="meta">Sampled live runs scored by each LLM judge. Only scores enter the
+<code>judge:&lt;evaluator&gt;</code> rows above; a parse failure is an answer without a score on
+the scale, an error a judge that could not answer.</p>
+<table class="results">
+<thead><tr><th class="text">arm</th><th class="text">evaluator</th><th>scored</th>
+<th>parse failures</th><th>judge errors</th></tr></thead>
+<tbody>
+{% for j in judges %}<tr><td class="text">{{ j.arm }}</td><td class="text">{{ j.evaluator }}</td>
+<td>{{ j.ok }}</td><td>{{ j.parse_failure }}</td><td>{{ j.judge_error }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% endif %}
+
 <h2>Lift with confidence intervals</h2>
 <div class="plots">
 {% for plot in forest_plots %}<img alt="{{ plot.metric }} lift" src="{{ plot.src }}">
@@ -683,6 +707,21 @@ def _offline_section(result: ExperimentResult) -> dict[str, Any] | None:
     return {"note": note, "rows": rows}
 
 
+def _judge_rows(result: ExperimentResult) -> list[dict[str, str]]:
+    """The online judges' verdicts per arm and evaluator: scores, parse failures, errors."""
+    return [
+        {
+            "arm": arm,
+            "evaluator": evaluator,
+            "ok": f"{counts.get('ok', 0):,}",
+            "parse_failure": f"{counts.get('parse_failure', 0):,}",
+            "judge_error": f"{counts.get('judge_error', 0):,}",
+        }
+        for arm in result.arms
+        for evaluator, counts in sorted(result.judge_verdicts.get(arm, {}).items())
+    ]
+
+
 def _signed(x: float) -> str:
     return ("+" if x > 0 else "") + format_number(x) if math.isfinite(x) else "–"
 
@@ -713,6 +752,7 @@ def render_report(result: ExperimentResult) -> str:
         context=_context_line(result),
         pairwise=_pairwise_rows(result),
         offline=_offline_section(result),
+        judges=_judge_rows(result),
         drift=[
             f"{d.arm} changed prompts at {d.at.strftime('%Y-%m-%d %H:%M:%S UTC')}: "
             f"fingerprint {d.from_[:12]} -> {d.to[:12]}"
@@ -834,7 +874,11 @@ def analyze_stored(experiment: Experiment, redis: Any, as_of: Any = None) -> Exp
     result = analyze(experiment, exposures, outcomes, as_of=as_of)
     states, audit = load_arm_states(experiment.id, experiment.arm_names, redis)
     result = with_arm_states(result, exposures, states, audit)
-    result = dataclasses.replace(result, manifests=load_manifests(experiment.id, redis))
+    result = dataclasses.replace(
+        result,
+        manifests=load_manifests(experiment.id, redis),
+        judge_verdicts=read_judge_stats(experiment.id, redis),
+    )
     return _with_offline(result, redis)
 
 

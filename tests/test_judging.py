@@ -358,6 +358,7 @@ def test_a_pass_records_scores_the_analysis_reads_exactly_once(
     finally:
         redelivered.close()
     assert len(judge_outcomes(redis_client)) == 16
+    assert read_judge_stats(redis_client, EXPERIMENT) == stats  # runs counted, not deliveries
 
     exposures, outcomes = load_events(EXPERIMENT, redis_url)
     assert set(outcomes.loc[outcomes["metric"] == "judge:reply", "judge_fingerprint"]) == {
@@ -369,6 +370,17 @@ def test_a_pass_records_scores_the_analysis_reads_exactly_once(
     for arm in ARMS:
         assert rows.loc[arm, "units"] == arms[arm]
         assert rows.loc[arm, "mean"] == pytest.approx(sum(values[arm]) / len(values[arm]))
+
+    # the report shows every verdict: the parse failures of the judge that cannot be parsed too
+    from analysis.report import analyze_stored, render_report, to_json
+
+    stored = analyze_stored(experiment, redis_url)
+    assert stored.judge_verdicts == stats and to_json(stored)["judge_verdicts"] == stats
+    page = render_report(stored)
+    assert "<h2>Online judges</h2>" in page
+    for arm, n in arms.items():
+        cells = f'<td class="text">{arm}</td><td class="text">rambling</td>\n<td>0</td><td>{n}</td>'
+        assert cells in page
 
 
 def test_retention_trims_old_entries_and_their_pending_claims(redis_client, tmp_path, llm_client):

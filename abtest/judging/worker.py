@@ -13,13 +13,15 @@ For every experiment with online judges (`Evaluation.online_judges`), each pass
    outcome ``judge:<name>`` of the run's unit, arm and request id, valued at the score and
    carrying the evaluator's fingerprint as ``judge_fingerprint``, appended through the event
    log (`abtest.events.SyncEventLog`: held by Redis or by its fsynced spool when it returns);
-4. then, in one transaction, adds the verdicts to the per-(arm, evaluator) counts in
-   ``abtest:{<id>}:judge:stats`` and acknowledges the entries (``XACK``).
+4. then, in one Lua script, adds each verdict not counted before to the per-(arm, evaluator)
+   counts in ``abtest:{<id>}:judge:stats`` (the verdict's id, like its outcome's event id, is
+   recorded in ``abtest:{<id>}:judge:counted``) and acknowledges the entries (``XACK``).
 
 Delivery is at least once, the effect exactly once: an outcome's ``event_id`` is a uuid5 of
 the request id and the evaluator fingerprint, so an entry judged again (re-delivered after a
-crash between steps 3 and 4, or read by a new group) is deduped by the event log. The counts
-and the acknowledgement commit together, so a re-delivered entry is not counted twice either.
+crash between steps 3 and 4, or read by a new group) is deduped by the event log, and its
+verdicts by the ids the script records, so the counts count runs, not deliveries (the
+Prometheus counter counts the work done: deliveries).
 
 A parse failure (the judge answered no score on the scale) and a judge error (the judge flow
 failed, or needed an input the runs stream did not keep) are counted, in the stats hash and in
@@ -58,6 +60,8 @@ from abtest.llm import LLMClient
 from abtest.prompts import PromptRegistry
 from abtest.settings import Settings, get_settings
 from abtest.telemetry import judge_verdict_counter
+from analysis.evaluation import JUDGE_VERDICT_STATUSES, judge_stats_key
+from analysis.evaluation import read_judge_stats as read_stats
 
 __all__ = [
     "GROUP",
@@ -76,7 +80,7 @@ logger = logging.getLogger("abtest.judging")
 GROUP = "abtest-judge"
 """The consumer group of the judge workers on every runs stream."""
 
-STATUSES: tuple[str, ...] = ("ok", "parse_failure", "judge_error")
+STATUSES = JUDGE_VERDICT_STATUSES
 """The verdict statuses counted per (arm, evaluator)."""
 
 STORE_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
@@ -93,9 +97,27 @@ def judged_experiments(experiments: Mapping[str, Experiment]) -> list[Experiment
     ]
 
 
-def judge_stats_key(experiment_id: str) -> str:
-    """The hash of verdict counts, field ``<arm>:<evaluator>:<status>`` (same hash tag)."""
-    return f"abtest:{{{experiment_id}}}:judge:stats"
+def counted_key(experiment_id: str) -> str:
+    """The hash of the verdicts already counted: verdict id -> its stats field."""
+    return f"abtest:{{{experiment_id}}}:judge:counted"
+
+
+#: KEYS: stats hash, counted hash, runs stream. ARGV: group, n, then n (verdict id, stats
+#: field) pairs, then the entry ids to acknowledge. A verdict is counted once, whatever the
+#: number of deliveries of its run.
+_COMMIT_SCRIPT = """
+local n = tonumber(ARGV[2])
+for i = 0, n - 1 do
+  local field = ARGV[4 + 2 * i]
+  if redis.call('HSETNX', KEYS[2], ARGV[3 + 2 * i], field) == 1 then
+    redis.call('HINCRBY', KEYS[1], field, 1)
+  end
+end
+for i = 3 + 2 * n, #ARGV do
+  redis.call('XACK', KEYS[3], ARGV[1], ARGV[i])
+end
+return n
+"""
 
 
 def judge_event_id(request_id: str, evaluator_fingerprint: str) -> str:
@@ -105,12 +127,7 @@ def judge_event_id(request_id: str, evaluator_fingerprint: str) -> str:
 
 def read_judge_stats(client: Any, experiment_id: str) -> dict[str, dict[str, dict[str, int]]]:
     """The verdict counts so far: arm -> evaluator -> {ok, parse_failure, judge_error}."""
-    stats: dict[str, dict[str, dict[str, int]]] = {}
-    for raw_field, raw_count in client.hgetall(judge_stats_key(experiment_id)).items():
-        arm, evaluator, status = as_str(raw_field).rsplit(":", 2)
-        counts = stats.setdefault(arm, {}).setdefault(evaluator, dict.fromkeys(STATUSES, 0))
-        counts[status] = int(as_str(raw_count))
-    return stats
+    return read_stats(experiment_id, client)
 
 
 @dataclass(frozen=True)
@@ -462,14 +479,17 @@ class JudgeWorker:
         verdicts = list(self._pool.map(lambda task: _verdict(judges, *task), tasks))
         outcomes = []
         counts: Tally[tuple[str, str, str]] = Tally()
+        counted: list[tuple[str, str]] = []
         for (run, evaluator), verdict in zip(tasks, verdicts, strict=True):
             outcome = _score(experiment.id, run, evaluator, verdict)
             if outcome is not None:
                 outcomes.append(outcome)
             status = "judge_error" if verdict.status == "ok" and outcome is None else verdict.status
             counts[(run.arm, evaluator.name, status)] += 1
+            verdict_id = judge_event_id(run.request_id, verdict.fingerprint)
+            counted.append((verdict_id, f"{run.arm}:{evaluator.name}:{status}"))
         self.event_log.append(outcomes)
-        self._commit(experiment.id, key, [entry_id for entry_id, _ in entries], counts)
+        self._commit(experiment.id, key, [entry_id for entry_id, _ in entries], counted)
         progress.runs[experiment.id] += len(runs)
         for (arm, name, status), n in counts.items():
             progress.verdicts[(experiment.id, arm, name, status)] += n
@@ -494,13 +514,12 @@ class JudgeWorker:
         experiment_id: str,
         key: str,
         entry_ids: Sequence[str],
-        counts: Mapping[tuple[str, str, str], int],
+        counted: Sequence[tuple[str, str]],
     ) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            for (arm, name, status), n in counts.items():
-                pipe.hincrby(judge_stats_key(experiment_id), f"{arm}:{name}:{status}", n)
-            pipe.xack(key, GROUP, *entry_ids)
-            pipe.execute()
+        """Count the verdicts not counted before and acknowledge the entries, atomically."""
+        keys = (judge_stats_key(experiment_id), counted_key(experiment_id), key)
+        pairs = [value for verdict in counted for value in verdict]
+        self.client.eval(_COMMIT_SCRIPT, len(keys), *keys, GROUP, len(counted), *pairs, *entry_ids)
 
     def _leave_group(self, key: str) -> None:
         """Delete this consumer from the group when it holds no pending entry (deleting it
