@@ -788,7 +788,8 @@ def evaluate(
 
 def _print_evaluation(summary) -> None:
     """One table per evaluator: each arm's mean [interval], then its paired difference with
-    the control [t interval], p-value, bootstrap interval and wins/ties/losses."""
+    the control [t interval], p-value, bootstrap interval and wins/ties/losses ("–" where
+    nothing was scored)."""
     import pandas as pd
 
     for evaluator in summary.evaluators:
@@ -797,22 +798,34 @@ def _print_evaluation(summary) -> None:
             row = {
                 "arm": scores.arm,
                 "n": scores.scored,
-                "mean": f"{scores.mean:.3f} [{scores.ci_low:.3f}, {scores.ci_high:.3f}]",
+                "mean": _estimate(scores.mean, scores.ci_low, scores.ci_high, "{:.3f}"),
                 "parse failures": scores.parse_failures,
                 "errors": scores.run_errors + scores.bad_inputs + scores.evaluator_errors,
             }
             if scores.arm != summary.control:
                 paired = evaluator.comparison(scores.arm)
                 test = paired.test
-                row["diff vs control"] = (
-                    f"{test.mean_diff:+.3f} [{test.ci_low:+.3f}, {test.ci_high:+.3f}]"
+                row["diff vs control"] = _estimate(
+                    test.mean_diff, test.ci_low, test.ci_high, "{:+.3f}"
                 )
-                row["p"] = f"{test.p_value:.3g}"
-                row["bootstrap"] = f"[{paired.bootstrap_low:+.3f}, {paired.bootstrap_high:+.3f}]"
+                row["p"] = "–" if test.p_value != test.p_value else f"{test.p_value:.3g}"
+                row["bootstrap"] = _estimate(
+                    None, paired.bootstrap_low, paired.bootstrap_high, "{:+.3f}"
+                )
                 row["W/T/L"] = f"{paired.wins}/{paired.ties}/{paired.losses}"
             rows.append(row)
         typer.echo(f"\n-- {evaluator.name} ({evaluator.kind}) --")
         typer.echo(pd.DataFrame(rows).fillna("").to_string(index=False))
+
+
+def _estimate(value: float | None, low: float, high: float, spec: str) -> str:
+    """`value [low, high]` (or just the interval without a value); "–" when undefined."""
+    if value is not None and value != value:
+        return "–"
+    interval = "" if low != low else f"[{spec.format(low)}, {spec.format(high)}]"
+    if value is None:
+        return interval or "–"
+    return f"{spec.format(value)} {interval}".strip()
 
 
 @app.command()

@@ -7,6 +7,7 @@ shows, and their live refresh, are tested in `test_dashboard_browser.py`.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -370,3 +371,67 @@ def test_a_stopped_arm_shows_its_state_and_the_audit_log(env, tmp_path: Path, re
     audit = polled["html"]["audit"]
     assert "latency_ms worse than control beyond its margin" in audit and "monitor" in audit
     assert re.search(r'data-arm="v2">v2\s*<span class="badge bad" data-field="state"', listed)
+
+
+def _evaluation_rows(path: Path) -> Path:
+    """A per-row file of an offline evaluation of the example experiment: `summary_quality`
+    scores 3 for the control and 4 for v2 on every row, v2-small-chunks alternating 3 and 4."""
+    scores = {"control": [3] * 6, "v2": [4] * 6, "v2-small-chunks": [3, 4] * 3}
+    lines = [
+        json.dumps(
+            {
+                "experiment_id": EXPERIMENT,
+                "row_id": f"r{row}",
+                "arm": arm,
+                "arm_fingerprint": arm * 4,
+                "evaluator": "summary_quality",
+                "evaluator_kind": "llm_judge",
+                "evaluator_fingerprint": "f" * 64,
+                "score": float(values[row]),
+                "status": "ok",
+                "detail": "",
+                "inputs": {"user_query": f"question {row}"},
+                "expected": None,
+                "outputs": {"summarized_text": f"answer {row} of {arm}"},
+                "scale": [1, 10],
+            }
+        )
+        for arm, values in scores.items()
+        for row in range(6)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_offline_evaluation_and_the_online_judges_show(env, tmp_path, redis_client) -> None:
+    """With an offline summary and online judge verdicts in the store, the experiment page
+    has the offline-vs-online table and every judge's verdicts, parse failures included."""
+    from analysis.evaluation import (
+        judge_stats_key,
+        load_evaluation,
+        summarize_evaluation,
+        summary_key,
+    )
+
+    rows = load_evaluation(_evaluation_rows(tmp_path / "rows.jsonl"))
+    summary = summarize_evaluation(rows, control="control")
+    redis_client.set(summary_key(EXPERIMENT), json.dumps(summary.to_json()))
+    verdicts = {"control:summary_quality:ok": 5, "control:summary_quality:parse_failure": 2}
+    redis_client.hset(judge_stats_key(EXPERIMENT), mapping=verdicts)
+    try:
+        with api_client(tmp_path, **KEYS) as client:
+            populate(client, 12, API)
+            login(client, "k-view")
+            polled = client.get(f"/ui/api/experiments/{EXPERIMENT}").json()
+    finally:
+        redis_client.delete(summary_key(EXPERIMENT), judge_stats_key(EXPERIMENT))
+    section = polled["html"]["evaluation"]
+    assert 'id="offline-vs-online"' in section and 'id="judge-verdicts"' in section
+    assert [r["arm"] for r in polled["results"]["offline_vs_online"]] == ["v2", "v2-small-chunks"]
+    v2 = re.search(r'data-arm="v2" data-evaluator="summary_quality">(.*?)</tr>', section, re.S)
+    assert v2 is not None and "<td>+1 <span" in v2.group(1)
+    control = re.search(
+        r'data-arm="control" data-evaluator="summary_quality">(.*?)</tr>', section, re.S
+    )
+    assert control is not None
+    assert re.findall(r"<td>(\d+)</td>", control.group(1)) == ["5", "2", "0"]

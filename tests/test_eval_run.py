@@ -268,3 +268,45 @@ def test_unknown_experiment_and_missing_section_are_plain_errors(env, project: P
     missing = _eval()
     assert missing.exit_code == 1 and "has no evaluation.dataset" in missing.stderr
     shutil.rmtree(project / "datasets")
+
+
+@pytest.mark.both_stores
+def test_unparseable_judges_are_counted_per_arm_and_shown(env, project: Path) -> None:
+    """A judge whose answers hold no score: every verdict is a parse failure, counted per arm
+    in the summary, the printed table and the HTML report, never a score; on a plain Redis
+    server and on a Redis Cluster alike."""
+    path = project / "experiments" / "support.yaml"
+    data = yaml.safe_load(path.read_text())
+    rambling = {
+        "name": "rambling",
+        "kind": "llm_judge",
+        "flow": "tests.flows.rambling_judge",
+        "model": "gpt-4o-mini",
+        "scale": [1, 5],
+        "output": "reply",
+    }
+    data["evaluation"]["evaluators"] = [EVALUATORS[1], rambling]
+    path.write_text(yaml.safe_dump(data))
+    result = _eval()
+    assert result.exit_code == 0, result.output
+    document = json.loads((project / "reports" / "support-reply-prompts-eval.json").read_text())
+    from analysis.evaluation import EvaluationSummary
+
+    summary = EvaluationSummary.from_json(document)
+    for arm in ("control", "v2", "v2-short-mini"):
+        scores = summary.evaluator("rambling").scores(arm)
+        assert (scores.scored, scores.parse_failures) == (0, GOOD_ROWS)
+        assert summary.evaluator("mentions_keyword").scores(arm).scored == GOOD_ROWS
+    table = result.stdout.split("-- rambling (llm_judge) --")[1]
+    lines = [line.split() for line in table.splitlines() if line.strip()][1:4]
+    # arm, n scored, mean (none), parse failures, errors (the two rows that do not fit)
+    bad = str(len(ROWS) - GOOD_ROWS)
+    assert [line[:5] for line in lines] == [
+        [arm, "0", "–", str(GOOD_ROWS), bad] for arm in ("control", "v2", "v2-short-mini")
+    ]
+    frame = load_evaluation(project / "reports" / "support-reply-prompts-eval-rows.jsonl")
+    failed = frame[(frame["evaluator"] == "rambling") & (frame["status"] == "parse_failure")]
+    assert len(failed) == GOOD_ROWS * 3 and failed["score"].isna().all()
+    assert (failed["detail"].str.len() > 0).all()  # the judge's text is kept
+    html = (project / "reports" / "support-reply-prompts-eval.html").read_text()
+    assert "parse failures" in html

@@ -37,6 +37,7 @@ EXPERIMENT_SECTIONS = (
     "summary",
     "results",
     "guardrails",
+    "evaluation",
     "charts",
     "traffic",
     "arms",

@@ -297,6 +297,39 @@ def _decisions(results: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{**d, "css": css.get(d["decision"], "warn")} for d in results["decisions"]]
 
 
+def _offline_vs_online(results: Mapping[str, Any]) -> list[dict[str, str]] | None:
+    """The report's offline-vs-online rows, formatted (None without an offline evaluation)."""
+    records = results.get("offline_vs_online")
+    if records is None:
+        return None
+    css = {"agree": "good", "disagree": "bad"}
+    return [
+        {
+            "evaluator": r["evaluator"],
+            "arm": r["arm"],
+            "offline": _signed(r["offline_diff"], "absolute"),
+            "offline_ci": _interval(r["offline_ci_low"], r["offline_ci_high"], "absolute"),
+            "pairs": f"{r['offline_n']:,}",
+            "online": _signed(r["online_effect"], r["online_estimand"]),
+            "online_ci": _interval(r["online_ci_low"], r["online_ci_high"], r["online_estimand"]),
+            "units": f"{r['online_units']:,}",
+            "agreement": r["agreement"],
+            "css": css.get(r["agreement"], ""),
+            "reason": r["reason"],
+        }
+        for r in records
+    ]
+
+
+def _judge_verdicts(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The online judges' verdicts per arm and evaluator (none before any run was judged)."""
+    return [
+        {"arm": arm, "evaluator": evaluator, **{k: f"{v:,}" for k, v in counts.items()}}
+        for arm, by_evaluator in results.get("judge_verdicts", {}).items()
+        for evaluator, counts in sorted(by_evaluator.items())
+    ]
+
+
 def _drift(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The JSON's `drift` list, when the analysis reports one: when an arm's prompts changed."""
     out = []
@@ -541,6 +574,8 @@ def experiment_context(reading: Reading, details: Details) -> dict[str, Any]:
         "guardrails": _guardrails(results),
         "guardrail_summary": _guardrail_summary(results),
         "decisions": _decisions(results),
+        "offline_vs_online": _offline_vs_online(results),
+        "judges": _judge_verdicts(results),
         "arms": _arms(reading, details),
         "charts": _charts(reading, drift),
         "drift": drift,
