@@ -310,3 +310,22 @@ def test_unparseable_judges_are_counted_per_arm_and_shown(env, project: Path) ->
     assert (failed["detail"].str.len() > 0).all()  # the judge's text is kept
     html = (project / "reports" / "support-reply-prompts-eval.html").read_text()
     assert "parse failures" in html
+
+
+def test_eval_refuses_evaluators_it_cannot_use_before_running(env, project: Path) -> None:
+    path = project / "experiments" / "support.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["evaluation"]["evaluators"][0]["output"] = "replies"
+    data["evaluation"]["evaluators"].append(
+        {"name": "shape", "kind": "json_schema", "json_schema": {"type": "objekt"}}
+    )
+    path.write_text(yaml.safe_dump(data))
+    result = _eval()
+    assert result.exit_code == 1
+    assert "evaluation.evaluators[0].output: 'replies' is not an output of the flow" in (
+        result.stderr
+    )
+    assert "evaluation.evaluators[4].json_schema: json_schema is not a valid JSON Schema" in (
+        result.stderr
+    )
+    assert "arm runs" not in result.stdout and "Traceback" not in result.output

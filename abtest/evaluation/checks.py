@@ -18,7 +18,7 @@ from abtest.flows import FlowConfigError
 from abtest.flows.contract import FlowContract
 from abtest.prompts import PromptRegistry
 
-__all__ = ["evaluation_problems"]
+__all__ = ["evaluation_problems", "evaluator_problems"]
 
 
 def evaluation_problems(
@@ -31,8 +31,27 @@ def evaluation_problems(
     evaluation = experiment.evaluation
     if evaluation is None:
         return []
+    problems = evaluator_problems(experiment, contract)
+    if evaluation.dataset is not None:
+        try:
+            load_dataset(dataset_path(evaluation, experiments_dir))
+        except DatasetError as exc:
+            problems.append(f"evaluation.dataset: {exc}")
+    if evaluation.judges:
+        try:
+            Judges(experiment, prompt_registry=prompt_registry, flow_contract=contract)
+        except FlowConfigError as exc:
+            problems.extend(f"evaluation: {problem}" for problem in exc.problems)
+    return problems
+
+
+def evaluator_problems(experiment: Experiment, contract: FlowContract) -> list[str]:
+    """The evaluators' problems that need no build: outputs the flow does not have, callables
+    that do not import, JSON Schemas that are not valid (what `abtest eval` checks before it
+    runs anything, as a bad evaluator would otherwise fail on every row)."""
+    evaluation = experiment.evaluation
     problems: list[str] = []
-    for index, evaluator in enumerate(evaluation.evaluators):
+    for index, evaluator in enumerate(evaluation.evaluators if evaluation else ()):
         where = f"evaluation.evaluators[{index}]"
         if evaluator.output is not None and evaluator.output not in contract.outputs:
             problems.append(
@@ -47,14 +66,4 @@ def evaluation_problems(
         schema = schema_problem(evaluator)
         if schema is not None:
             problems.append(f"{where}.json_schema: {schema}")
-    if evaluation.dataset is not None:
-        try:
-            load_dataset(dataset_path(evaluation, experiments_dir))
-        except DatasetError as exc:
-            problems.append(f"evaluation.dataset: {exc}")
-    if evaluation.judges:
-        try:
-            Judges(experiment, prompt_registry=prompt_registry, flow_contract=contract)
-        except FlowConfigError as exc:
-            problems.extend(f"evaluation: {problem}" for problem in exc.problems)
     return problems

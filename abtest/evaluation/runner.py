@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from abtest.evaluation.cache import EvalCache
+from abtest.evaluation.checks import evaluator_problems
 from abtest.evaluation.dataset import (
     Row,
     dataset_path,
@@ -308,7 +309,8 @@ def evaluate_experiment(
     on_start: Callable[[Path, int], None] | None = None,
 ) -> EvalRun:
     """`abtest eval` of one experiment: load its dataset (`DatasetError`), build its arms'
-    drivers and its judges (`FlowConfigError`), run (`on_start(dataset, tasks)` first)."""
+    drivers and its judges (`FlowConfigError`), check its evaluators (ValueError naming
+    each problem), run (`on_start(dataset, tasks)` first)."""
     if experiment.evaluation is None or experiment.evaluation.dataset is None:
         raise ValueError(f"experiment '{experiment.id}' has no evaluation.dataset to evaluate on")
     path = dataset_path(experiment.evaluation, experiments_dir)
@@ -316,6 +318,12 @@ def evaluate_experiment(
     registry = FlowRegistry.from_experiments(
         [experiment], llm_client=llm_client, prompt_registry=prompt_registry
     )
+    problems = evaluator_problems(experiment, registry.contract(experiment.id))
+    if problems:
+        raise ValueError(
+            f"experiment '{experiment.id}': the evaluators cannot be used:\n  "
+            + "\n  ".join(problems)
+        )
     judges = Judges(
         experiment,
         llm_client=llm_client,
