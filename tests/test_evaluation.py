@@ -329,3 +329,28 @@ def test_dataset_paths_are_relative_to_the_project_root(tmp_path: Path) -> None:
     expected = tmp_path.resolve() / "datasets" / "d.jsonl"
     assert dataset_path(evaluation, experiments) == expected
     assert dataset_path(evaluation, experiments / "x.yaml") == expected
+
+
+def test_a_judge_reading_expected_scores_rows_and_live_runs(llm_client) -> None:
+    """Offline, the row's expected value reaches the judge; online there is none, and the
+    judge's default applies instead of an error; a row without the key is an error."""
+    from abtest.evaluation.judges import Judges
+
+    judge = {
+        "name": "reference",
+        "kind": "llm_judge",
+        "flow": "tests.flows.reference_judge",
+        "model": "gpt-4o-mini",
+        "scale": [1, 5],
+        "output": "reply",
+        "expected": "keyword",
+    }
+    experiment = _experiment({"evaluators": [judge], "judge_sample_rate": 1.0})
+    judges = Judges(experiment, llm_client=llm_client)
+    reply = "Your invoice is on the Billing page; the double charge is a hold."
+    offline = judges.judge("reference", reply, {}, {"keyword": "invoice billing"}, "r1")
+    online = judges.judge("reference", reply, {}, None)
+    missing = judges.judge("reference", reply, {}, {"intent": "billing"}, "r2")
+    assert offline.status == "ok" and online.status == "ok"
+    assert offline.score != online.score  # the reference was read offline
+    assert missing.status == "judge_error" and "row 'r2' has no expected.keyword" in missing.detail

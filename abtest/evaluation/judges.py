@@ -138,7 +138,11 @@ class Judges:
         expected: Mapping[str, Any] | None = None,
         row_id: str = "",
     ) -> Verdict:
-        """Score one answer (`output`, the judged flow output) with judge `name`."""
+        """Score one answer (`output`, the judged flow output) with judge `name`.
+
+        `expected` is the dataset row's expected object; a live run has none (None), and then
+        a judge that reads `expected` gets its default (a judge whose `expected` is required
+        records a judge error naming it). A row without the evaluator's key is an error."""
         evaluator = self._evaluators[name]
         fingerprint = self.fingerprint(name)
         try:
@@ -175,7 +179,9 @@ class Judges:
             if input_name == "answer":
                 values["answer"] = answer_text(output)
             elif input_name == "expected":
-                if evaluator.expected is not None or evaluator.value is not None:
+                if evaluator.value is not None or (
+                    evaluator.expected is not None and expected is not None
+                ):
                     values["expected"] = answer_text(target_of(evaluator, expected, row_id))
             elif input_name in inputs:
                 values[input_name] = inputs[input_name]
