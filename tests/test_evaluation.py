@@ -214,6 +214,9 @@ def returns_text(output, expected, inputs):
 def test_missing_expected_key_and_bad_callable_results_are_evaluator_errors() -> None:
     with pytest.raises(EvaluatorError, match=r"row 'r7' has no expected.keyword"):
         score(_evaluator(kind="contains", expected="keyword"), "x", expected={}, row_id="r7")
+    unresolvable = _evaluator(kind="json_schema", json_schema={"$ref": "urn:not-here"})
+    with pytest.raises(EvaluatorError, match="json_schema cannot be applied: Unresolvable"):
+        score(unresolvable, "{}")
     bad = _evaluator(kind="python", callable="tests.test_evaluation:returns_text")
     with pytest.raises(EvaluatorError, match="must return a finite number or a bool"):
         score(bad, "x", expected=None)

@@ -96,7 +96,10 @@ def score(
         document = _parsed_json(output)
         if document is _INVALID:
             return 0.0
-        return float(_validator(_canonical(evaluator.json_schema)).is_valid(document))
+        try:
+            return float(_validator(_canonical(evaluator.json_schema)).is_valid(document))
+        except Exception as exc:  # e.g. a $ref that cannot be resolved: that row's error
+            raise EvaluatorError(f"json_schema cannot be applied: {exc}") from None
     if kind == "length":
         size = len(text.split()) if evaluator.unit == "words" else len(text)
         low = evaluator.min if evaluator.min is not None else 0
