@@ -37,6 +37,7 @@ from markupsafe import Markup
 
 from analysis.formatting import format_number, format_p
 from analysis.paired import PairedTest, bootstrap_ci, mean_interval, paired_ttest, win_tie_loss
+from analysis.proportion_bounds import wilson_interval
 from analysis.table_html import STYLE
 
 __all__ = [
@@ -294,7 +295,8 @@ class ArmScores:
 
     ``records`` counts the arm's records of the evaluator, ``scored`` those with an ``ok``
     score; ``mean`` is their mean with its ``1 - alpha`` t-interval
-    (:func:`analysis.paired.mean_interval`); the other counts are records per status.
+    (:func:`analysis.paired.mean_interval`), or for pass/fail checks (scores all 0 or 1) the
+    Wilson score interval of the share passing; the other counts are records per status.
     """
 
     arm: str
@@ -649,7 +651,7 @@ def _evaluator_summary(
 
 def _arm_scores(part: pd.DataFrame, arm: str, alpha: float) -> ArmScores:
     status = part["status"]
-    mean, low, high = mean_interval(part.loc[status == "ok", "score"].to_numpy(), alpha)
+    mean, low, high = _mean_interval(part.loc[status == "ok", "score"].to_numpy(), alpha)
     return ArmScores(
         arm=arm,
         records=len(part),
@@ -662,6 +664,17 @@ def _arm_scores(part: pd.DataFrame, arm: str, alpha: float) -> ArmScores:
         bad_inputs=int((status == "bad_input").sum()),
         evaluator_errors=int((status == "evaluator_error").sum()),
     )
+
+
+def _mean_interval(scores: np.ndarray, alpha: float) -> tuple[float, float, float]:
+    """The mean score and its interval: for pass/fail checks (every score 0 or 1) the share
+    passing with its Wilson score interval (Wilson 1927; within [0, 1], sound near 0 and 1,
+    where the t-interval of a proportion leaves [0, 1] or collapses to a point), else the
+    t-interval of :func:`analysis.paired.mean_interval`."""
+    if scores.size and np.isin(scores, (0.0, 1.0)).all():
+        low, high = wilson_interval(int(scores.sum()), int(scores.size), alpha)
+        return float(scores.mean()), low, high
+    return mean_interval(scores, alpha)
 
 
 def _paired(
@@ -949,7 +962,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <h2>{{ e.name }}</h2>
 <p class="meta">{{ e.meta }}</p>
 <table class="results">
-<thead><tr><th class="text">arm</th><th>mean<span class="ci">t interval</span></th>
+<thead><tr><th class="text">arm</th><th>mean<span class="ci">interval</span></th>
 <th>scored</th><th>parse failures</th><th>run errors</th><th>bad inputs</th>
 <th>evaluator errors</th><th>pairs</th>
 <th>diff vs {{ control }}<span class="ci">t interval</span></th>
@@ -1044,7 +1057,8 @@ def _intro(summary: EvaluationSummary) -> str:
     level = f"{(1 - summary.alpha) * 100:g}%"
     arms = ", ".join(a + (" (control)" if a == summary.control else "") for a in summary.arm_names)
     return (
-        f"Arms: {arms}. Each treatment is "
+        f"Arms: {arms}. Each arm's mean score comes with its {level} interval (Wilson's for "
+        "pass/fail checks, scored 0 or 1; Student's t otherwise). Each treatment is "
         f"compared with {summary.control} on the rows both scored: the mean per-row difference "
         f"with its {level} paired t interval and p-value, and a {level} percentile bootstrap "
         f"interval ({summary.resamples:,} resamples, seed {summary.seed}). Green (red): "

@@ -287,6 +287,20 @@ def test_per_arm_scores_count_every_failure_status(summary: EvaluationSummary):
     assert (control.ci_low, control.ci_high) == pytest.approx((ci.low, ci.high), abs=TOL)
 
 
+def test_pass_fail_checks_get_the_wilson_interval(summary: EvaluationSummary):
+    """A check's mean is the share passing: its interval is Wilson's, within [0, 1], where the
+    t-interval of 0/1 scores would leave it (or shrink to a point at 0% or 100%)."""
+    from analysis.proportion_bounds import wilson_interval
+
+    for arm in ("control", "v2", "v3"):
+        scores = [s for s in EXACT[arm] if s is not None]
+        exact = summary.evaluator("exact").scores(arm)
+        low, high = wilson_interval(int(sum(scores)), len(scores), 0.05)
+        assert exact.mean == pytest.approx(np.mean(scores), abs=TOL)
+        assert (exact.ci_low, exact.ci_high) == pytest.approx((low, high), abs=TOL)
+        assert 0.0 <= exact.ci_low <= exact.mean <= exact.ci_high <= 1.0
+
+
 def test_cost_counts_each_run_once_and_judges_apart(summary: EvaluationSummary):
     for arm in ("control", "v2", "v3"):
         usage = summary.arm_usage(arm)
