@@ -359,6 +359,11 @@ def test_a_pass_records_scores_the_analysis_reads_exactly_once(
         redelivered.close()
     assert len(judge_outcomes(redis_client)) == 16
     assert read_judge_stats(redis_client, EXPERIMENT) == stats  # runs counted, not deliveries
+    # the ids that make the counts exact live a day longer than the runs they count
+    counted = list(redis_client.scan_iter(match=f"abtest:{{{EXPERIMENT}}}:judge:counted:*"))
+    assert len(counted) == 1 and redis_client.hlen(counted[0]) == 32
+    retention = service_settings().runs_retention_s
+    assert retention < redis_client.ttl(counted[0]) <= retention + 86_400
 
     exposures, outcomes = load_events(EXPERIMENT, redis_url)
     assert set(outcomes.loc[outcomes["metric"] == "judge:reply", "judge_fingerprint"]) == {

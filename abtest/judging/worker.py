@@ -13,9 +13,11 @@ For every experiment with online judges (`Evaluation.online_judges`), each pass
    outcome ``judge:<name>`` of the run's unit, arm and request id, valued at the score and
    carrying the evaluator's fingerprint as ``judge_fingerprint``, appended through the event
    log (`abtest.events.SyncEventLog`: held by Redis or by its fsynced spool when it returns);
-4. then, in one Lua script, adds each verdict not counted before to the per-(arm, evaluator)
-   counts in ``abtest:{<id>}:judge:stats`` (the verdict's id, like its outcome's event id, is
-   recorded in ``abtest:{<id>}:judge:counted``) and acknowledges the entries (``XACK``).
+4. then, in a Lua script per day of the batch's runs, adds each verdict not counted before to
+   the per-(arm, evaluator) counts in ``abtest:{<id>}:judge:stats`` (the verdict's id, like
+   its outcome's event id, is recorded in ``abtest:{<id>}:judge:counted:<day>``, which expires
+   a day after the retention: a run older than that is trimmed, never delivered again) and
+   acknowledges the entries (``XACK``, with the last script).
 
 Delivery is at least once, the effect exactly once: an outcome's ``event_id`` is a uuid5 of
 the request id and the evaluator fingerprint, so an entry judged again (re-delivered after a
@@ -97,23 +99,30 @@ def judged_experiments(experiments: Mapping[str, Experiment]) -> list[Experiment
     ]
 
 
-def counted_key(experiment_id: str) -> str:
-    """The hash of the verdicts already counted: verdict id -> its stats field."""
-    return f"abtest:{{{experiment_id}}}:judge:counted"
+DAY_MS = 86_400_000
 
 
-#: KEYS: stats hash, counted hash, runs stream. ARGV: group, n, then n (verdict id, stats
-#: field) pairs, then the entry ids to acknowledge. A verdict is counted once, whatever the
-#: number of deliveries of its run.
+def counted_key(experiment_id: str, day: int) -> str:
+    """The hash of the verdicts on runs of one day (epoch day) already counted: verdict id
+    -> its stats field."""
+    return f"abtest:{{{experiment_id}}}:judge:counted:{day}"
+
+
+#: KEYS: stats hash, counted hash of one day, runs stream. ARGV: group, the counted hash's
+#: time to live in seconds, n, then n (verdict id, stats field) pairs, then the entry ids to
+#: acknowledge. A verdict is counted once, whatever the number of deliveries of its run.
 _COMMIT_SCRIPT = """
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 for i = 0, n - 1 do
-  local field = ARGV[4 + 2 * i]
-  if redis.call('HSETNX', KEYS[2], ARGV[3 + 2 * i], field) == 1 then
+  local field = ARGV[5 + 2 * i]
+  if redis.call('HSETNX', KEYS[2], ARGV[4 + 2 * i], field) == 1 then
     redis.call('HINCRBY', KEYS[1], field, 1)
   end
 end
-for i = 3 + 2 * n, #ARGV do
+if n > 0 then
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+end
+for i = 4 + 2 * n, #ARGV do
   redis.call('XACK', KEYS[3], ARGV[1], ARGV[i])
 end
 return n
@@ -479,7 +488,7 @@ class JudgeWorker:
         verdicts = list(self._pool.map(lambda task: _verdict(judges, *task), tasks))
         outcomes = []
         counts: Tally[tuple[str, str, str]] = Tally()
-        counted: list[tuple[str, str]] = []
+        counted: dict[int, list[tuple[str, str]]] = {}
         for (run, evaluator), verdict in zip(tasks, verdicts, strict=True):
             outcome = _score(experiment.id, run, evaluator, verdict)
             if outcome is not None:
@@ -487,7 +496,8 @@ class JudgeWorker:
             status = "judge_error" if verdict.status == "ok" and outcome is None else verdict.status
             counts[(run.arm, evaluator.name, status)] += 1
             verdict_id = judge_event_id(run.request_id, verdict.fingerprint)
-            counted.append((verdict_id, f"{run.arm}:{evaluator.name}:{status}"))
+            day = counted.setdefault(run.ts // DAY_MS, [])
+            day.append((verdict_id, f"{run.arm}:{evaluator.name}:{status}"))
         self.event_log.append(outcomes)
         self._commit(experiment.id, key, [entry_id for entry_id, _ in entries], counted)
         progress.runs[experiment.id] += len(runs)
@@ -514,12 +524,21 @@ class JudgeWorker:
         experiment_id: str,
         key: str,
         entry_ids: Sequence[str],
-        counted: Sequence[tuple[str, str]],
+        counted: Mapping[int, Sequence[tuple[str, str]]],
     ) -> None:
-        """Count the verdicts not counted before and acknowledge the entries, atomically."""
-        keys = (judge_stats_key(experiment_id), counted_key(experiment_id), key)
-        pairs = [value for verdict in counted for value in verdict]
-        self.client.eval(_COMMIT_SCRIPT, len(keys), *keys, GROUP, len(counted), *pairs, *entry_ids)
+        """Count the verdicts not counted before, one script per day of runs, and acknowledge
+        the entries with the last (a crash in between re-delivers them, and the counted ids
+        keep the counts exact)."""
+        ttl_s = int(self.retention_s) + DAY_MS // 1000
+        days = sorted(counted) or [0]
+        for index, day in enumerate(days):
+            verdicts = counted.get(day, ())
+            keys = (judge_stats_key(experiment_id), counted_key(experiment_id, day), key)
+            pairs = [value for verdict in verdicts for value in verdict]
+            acked = entry_ids if index == len(days) - 1 else ()
+            self.client.eval(
+                _COMMIT_SCRIPT, len(keys), *keys, GROUP, ttl_s, len(verdicts), *pairs, *acked
+            )
 
     def _leave_group(self, key: str) -> None:
         """Delete this consumer from the group when it holds no pending entry (deleting it
