@@ -552,3 +552,40 @@ def test_the_judge_command_scores_pending_runs_once(env, tmp_path, redis_client,
     unjudged = experiments_dir(tmp_path / "other", definition(rate=0.0))
     none = runner.invoke(app, ["judge", "--once", "-e", str(unjudged)])
     assert none.exit_code == 1 and "no experiment has an llm_judge evaluator" in none.output
+
+
+def test_runs_the_judge_model_could_not_reach_are_judged_at_a_later_pass(
+    env, tmp_path, redis_client, llm_client
+) -> None:
+    """The judge model down: the runs stay pending, uncounted and unscored; once it answers,
+    the same worker judges them, exactly once."""
+    import socket
+
+    directory = experiments_dir(tmp_path, definition(rate=1.0))
+    with api_client(tmp_path / "home", directory, judge="off") as client:
+        run_units(client, 4)
+    experiment = load_experiment(directory / f"{EXPERIMENT}.yaml")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    with LLMClient(base_url=dead_url, api_key="x", max_retries=1, backoff_base=0.001) as dead:
+        down = worker_for(experiment, redis_client, dead, tmp_path / "w", consumer="c1")
+        try:
+            first = down.tick()
+        finally:
+            down.close()
+    assert first.runs == {EXPERIMENT: 0} and first.deferred == {EXPERIMENT: 4}
+    assert "left 4 for a later pass" in first.lines()[0]
+    assert redis_client.xpending(runs_key(EXPERIMENT), GROUP)["pending"] == 4
+    assert read_judge_stats(redis_client, EXPERIMENT) == {} and judge_outcomes(redis_client) == []
+    up = worker_for(experiment, redis_client, llm_client, tmp_path / "w", consumer="c1")
+    try:
+        second = up.tick()
+        third = up.tick()
+    finally:
+        up.close()
+    assert second.runs == {EXPERIMENT: 4} and third.runs == {EXPERIMENT: 0}
+    assert redis_client.xpending(runs_key(EXPERIMENT), GROUP)["pending"] == 0
+    assert len(judge_outcomes(redis_client)) == 4
+    stats = read_judge_stats(redis_client, EXPERIMENT)
+    assert sum(by["reply"]["ok"] + by["rambling"]["parse_failure"] for by in stats.values()) == 8

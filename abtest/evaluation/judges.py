@@ -45,7 +45,9 @@ class Verdict:
     """One judge's score of one answer, or why there is none.
 
     `parse_failure`: the judge answered text without a score on the scale (`detail` keeps the
-    text); `judge_error`: the judge flow failed (model unreachable, bad input).
+    text); `judge_error`: the judge flow failed (model unreachable, bad input). `retry`: the
+    failure was the model's (unreachable, rate-limited after the client's retries), so asking
+    again later may succeed.
     """
 
     score: float | None
@@ -56,6 +58,7 @@ class Verdict:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     llm_latency_ms: float = 0.0
+    retry: bool = False
 
 
 def judge_experiment_id(experiment_id: str, name: str) -> str:
@@ -158,7 +161,8 @@ class Judges:
             "llm_latency_ms": result.llm_latency_ms,
         }
         if result.error is not None:
-            return Verdict(None, "judge_error", result.error, fingerprint, **usage)
+            retry = result.error_kind == "llm"
+            return Verdict(None, "judge_error", result.error, fingerprint, **usage, retry=retry)
         text = answer_text(next(iter(result.outputs.values()), ""))
         value = parse_score(text, evaluator.scale or (0.0, 1.0))
         if value is None:

@@ -25,8 +25,10 @@ crash between steps 3 and 4, or read by a new group) is deduped by the event log
 verdicts by the ids the script records, so the counts count runs, not deliveries (the
 Prometheus counter counts the work done: deliveries).
 
-A parse failure (the judge answered no score on the scale) and a judge error (the judge flow
-failed, or needed an input the runs stream did not keep) are counted, in the stats hash and in
+A run that a judge could not score because the judge model was unreachable (or rate-limited
+after the client's retries) is left pending and judged again at a later pass. A parse failure
+(the judge answered no score on the scale) and any other judge error (the judge flow failed,
+or needed an input the runs stream did not keep) are counted, in the stats hash and in
 ``abtest_judge_verdicts_total``, and never recorded as a score: a zero would bias the arm.
 
 Several workers may run at once (one per ``abtest serve`` worker process, ``abtest judge``): the
@@ -151,6 +153,7 @@ class JudgePass:
     unreadable: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     more: bool = False
+    deferred: dict[str, int] = field(default_factory=dict)
 
     @property
     def judged(self) -> int:
@@ -185,6 +188,11 @@ class JudgePass:
             text += f", trimmed {self.trimmed[experiment_id]} older than the retention"
         if self.unreadable.get(experiment_id):
             text += f", skipped {self.unreadable[experiment_id]} unreadable entries"
+        if self.deferred.get(experiment_id):
+            text += (
+                f", left {self.deferred[experiment_id]} for a later pass (the judge model "
+                "could not be reached)"
+            )
         return text
 
 
@@ -198,6 +206,7 @@ class _Progress:
     unreadable: Tally[str] = field(default_factory=Tally)
     skipped: dict[str, str] = field(default_factory=dict)
     more: bool = False
+    deferred: Tally[str] = field(default_factory=Tally)
 
     def frozen(self) -> JudgePass:
         verdicts: dict[tuple[str, str, str], dict[str, int]] = {}
@@ -213,6 +222,7 @@ class _Progress:
             unreadable=dict(self.unreadable),
             skipped=self.skipped,
             more=self.more,
+            deferred=dict(self.deferred),
         )
 
 
@@ -480,12 +490,15 @@ class JudgeWorker:
         entries: Entries,
         progress: _Progress,
     ) -> None:
-        """Judge a batch, append the scores, then count and acknowledge it in one transaction."""
+        """Judge a batch, append the scores, then count and acknowledge it. A run that a judge
+        could not score because its model was unreachable is neither counted nor acknowledged:
+        it stays pending, and this consumer judges it again at its next pass."""
         runs = self._readable(experiment.id, entries, progress)
         evaluation = experiment.evaluation
         assert evaluation is not None
         tasks = [(run, evaluator) for run in runs for evaluator in evaluation.online_judges]
         verdicts = list(self._pool.map(lambda task: _verdict(judges, *task), tasks))
+        retry = {run.request_id for (run, _), v in zip(tasks, verdicts, strict=True) if v.retry}
         outcomes = []
         counts: Tally[tuple[str, str, str]] = Tally()
         counted: dict[int, list[tuple[str, str]]] = {}
@@ -493,14 +506,24 @@ class JudgeWorker:
             outcome = _score(experiment.id, run, evaluator, verdict)
             if outcome is not None:
                 outcomes.append(outcome)
+            if run.request_id in retry:
+                continue  # judged again at a later pass: its scores are deduped then
             status = "judge_error" if verdict.status == "ok" and outcome is None else verdict.status
             counts[(run.arm, evaluator.name, status)] += 1
             verdict_id = judge_event_id(run.request_id, verdict.fingerprint)
             day = counted.setdefault(run.ts // DAY_MS, [])
             day.append((verdict_id, f"{run.arm}:{evaluator.name}:{status}"))
         self.event_log.append(outcomes)
-        self._commit(experiment.id, key, [entry_id for entry_id, _ in entries], counted)
-        progress.runs[experiment.id] += len(runs)
+        done = [entry_id for entry_id, fields in entries if _request_id(fields) not in retry]
+        self._commit(experiment.id, key, done, counted)
+        if retry:
+            logger.warning(
+                "judge: %d runs of %s left pending: the judge model could not be reached",
+                len(retry),
+                experiment.id,
+            )
+        progress.deferred[experiment.id] += len(retry)
+        progress.runs[experiment.id] += len(runs) - len(retry)
         for (arm, name, status), n in counts.items():
             progress.verdicts[(experiment.id, arm, name, status)] += n
             self.verdicts.labels(experiment.id, arm, name, status).inc(n)
@@ -562,6 +585,14 @@ def _verdict(judges: Judges, run: RunEntry, evaluator: Evaluator) -> Verdict:
     return judges.judge(
         evaluator.name, output=run.outputs[output], inputs=run.inputs or {}, row_id=run.request_id
     )
+
+
+def _request_id(fields: Mapping[Any, Any]) -> str:
+    """The request id of a raw stream entry ("" when it has none: it is acknowledged)."""
+    for name, value in fields.items():
+        if as_str(name) == "request_id":
+            return as_str(value)
+    return ""
 
 
 def _score(
