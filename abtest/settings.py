@@ -144,7 +144,7 @@ class Settings:
             monitor=_choice(env, "ABTEST_MONITOR", ("on", "off")),
             judge=_choice(env, "ABTEST_JUDGE", ("on", "off")),
             runs_max_len=_positive_int(env, "ABTEST_RUNS_MAX_LEN", 10_000),
-            runs_retention_s=_positive_seconds(env, "ABTEST_RUNS_RETENTION_S", 604_800.0),
+            runs_retention_s=_seconds(env, "ABTEST_RUNS_RETENTION_S", 604_800.0, positive=True),
             runs_store_inputs=_choice(env, "ABTEST_RUNS_STORE_INPUTS", ("on", "off")) == "on",
             state_refresh_s=_seconds(env, "ABTEST_STATE_REFRESH_S", 1.0),
             max_body_bytes=_positive_int(env, "ABTEST_MAX_BODY_BYTES", 1_048_576),
@@ -323,7 +323,10 @@ def _positive_int(env: Mapping[str, str], name: str, default: int | None) -> int
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, *, positive: bool = False
+) -> float:
+    """A number of seconds, >= 0 (> 0 when `positive`)."""
     raw = _text(env, name)
     if raw is None:
         return default
@@ -331,19 +334,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise SettingsError(f"{name} must be a number of seconds >= 0, got {raw!r}")
-    return value
-
-
-def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SettingsError(f"{name} must be a number of seconds > 0, got {raw!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise SettingsError(f"{name} must be a number of seconds {bound}, got {raw!r}")
     return value
