@@ -23,8 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from abtest.devtools.local_text import content_terms, count_words, parse_instructions
-from abtest.tokens import message_text
+from abtest.devtools.local_text import (
+    content_terms,
+    count_words,
+    parse_instructions,
+    prompt_text,
+)
 
 __all__ = [
     "DEFAULT_WORD_LIMIT",
@@ -234,11 +238,7 @@ class JudgeResponder:
     ) -> str | None:
         """A one-line reason and ``<Label>: N``, or ``None`` when this is no judge prompt.
         ``model``, ``temperature`` and ``request_seed`` do not change the answer."""
-        text = "\n\n".join(
-            message_text(m.get("content"))
-            for m in messages
-            if m.get("role") in {"system", "developer", "user"}
-        )
+        text = prompt_text(messages)
         answer, rest = _take(text, _ANSWER_BLOCK, _ANSWER_LABEL)
         if answer is None:
             return None

@@ -21,12 +21,12 @@ from abtest.devtools.local_text import (
     content_terms,
     count_words,
     parse_instructions,
+    prompt_text,
     request_rng,
     sentence_limits,
     split_sentences,
     stem,
 )
-from abtest.tokens import message_text
 
 __all__ = ["GREETING", "LABEL_SYNONYMS", "SupportResponder", "label_options", "pick_label"]
 
@@ -233,11 +233,7 @@ class SupportResponder:
         temperature: float = 0.0,
         request_seed: int | None = None,
     ) -> str | None:
-        text = "\n\n".join(
-            message_text(m.get("content"))
-            for m in messages
-            if m.get("role") in {"system", "developer", "user"}
-        )
+        text = prompt_text(messages)
         customer, rest = _take(text, _CUSTOMER_BLOCK, _CUSTOMER_LABEL)
         outside_blocks = _ANY_BLOCK.sub("\n", rest)  # a document quoting "one of: ..." is no task
         options = label_options(outside_blocks)

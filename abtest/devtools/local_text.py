@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from abtest.tokens import message_text
+
 __all__ = [
     "DEFAULT_STYLE",
     "MODEL_STYLES",
@@ -90,6 +92,16 @@ _FOCUS = [
     re.compile(r"\b(?:emphasi[sz]e|concentrate on)\s*:?\s*([^\n.!?;]+)"),
     re.compile(r"^\s*(?:question|query|topic|focus)\s*:\s*(.+)$", re.MULTILINE),
 ]
+
+
+def prompt_text(messages: Sequence[dict[str, Any]]) -> str:
+    """The system, developer and user messages' text, in order: the whole prompt the
+    support and judge rules read (the summarizer splits instructions from the document)."""
+    return "\n\n".join(
+        message_text(m.get("content"))
+        for m in messages
+        if m.get("role") in {"system", "developer", "user"}
+    )
 
 
 def _number(text: str) -> int:
