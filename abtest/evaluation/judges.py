@@ -106,6 +106,7 @@ class Judges:
         self.experiment = experiment
         evaluators = experiment.evaluation.judges if experiment.evaluation else ()
         self._evaluators = {e.name: e for e in evaluators}
+        self._fingerprints: dict[tuple[str, str], str] = {}
         definitions = [_judge_definition(experiment, e) for e in evaluators]
         self._registry = FlowRegistry.from_experiments(
             definitions, llm_client=llm_client, prompt_registry=prompt_registry
@@ -127,8 +128,14 @@ class Judges:
         return self._registry.flow_fingerprint(self._id(name), name)
 
     def fingerprint(self, name: str) -> str:
-        """The evaluator's fingerprint: its definition and its judge flow's fingerprint."""
-        return evaluator_fingerprint(self._evaluators[name], self.flow_fingerprint(name))
+        """The evaluator's fingerprint: its definition and its judge flow's fingerprint
+        (hashed once per judge flow fingerprint: it is asked for at every verdict)."""
+        key = (name, self.flow_fingerprint(name))
+        found = self._fingerprints.get(key)
+        if found is None:
+            found = evaluator_fingerprint(self._evaluators[name], key[1])
+            self._fingerprints[key] = found
+        return found
 
     def input_names(self, name: str) -> tuple[str, ...]:
         return tuple(spec.name for spec in self._registry.contract(self._id(name)).inputs)
