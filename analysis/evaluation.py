@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from abtest.event_fields import as_str
 from analysis.formatting import format_number, format_p
 from analysis.paired import PairedTest, bootstrap_ci, mean_interval, paired_ttest, win_tie_loss
 from analysis.proportion_bounds import wilson_interval
@@ -809,8 +810,7 @@ def read_judge_stats(experiment_id: str, redis: Any) -> dict[str, dict[str, dict
         raw = client.hgetall(judge_stats_key(experiment_id))
     stats: dict[str, dict[str, dict[str, int]]] = {}
     for raw_field, raw_count in raw.items():
-        field = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
-        arm, evaluator, status = field.rsplit(":", 2)
+        arm, evaluator, status = as_str(raw_field).rsplit(":", 2)
         counts = stats.setdefault(arm, {}).setdefault(
             evaluator, dict.fromkeys(JUDGE_VERDICT_STATUSES, 0)
         )

@@ -35,8 +35,6 @@ from abtest.judging import (
     RunEntry,
     RunsLog,
     is_sampled,
-    judge_stats_key,
-    read_judge_stats,
     runs_key,
 )
 from abtest.judging.runs_log import RUN_FIELDS
@@ -44,6 +42,7 @@ from abtest.judging.worker import judge_event_id
 from abtest.llm import LLMClient
 from abtest.settings import Settings, SettingsError
 from analysis.analyze import analyze
+from analysis.evaluation import judge_stats_key, read_judge_stats
 from analysis.load import load_events
 from tests.api_support import EXAMPLES, api_client, service_settings, stream
 from variants.summarization.pdfs import SAMPLE_REPORT, make_pdf
@@ -290,7 +289,7 @@ def test_privacy_off_keeps_outputs_only_and_input_judges_fail(
     finally:
         worker.close()
     arms = per_arm(bodies)
-    stats = read_judge_stats(redis_client, EXPERIMENT)
+    stats = read_judge_stats(EXPERIMENT, redis_client)
     for arm, n in arms.items():
         assert done.count(EXPERIMENT, arm, "reply", "judge_error") == n  # needs `message`
         assert done.count(EXPERIMENT, arm, "rambling", "parse_failure") == n
@@ -323,7 +322,7 @@ def test_a_pass_records_scores_the_analysis_reads_exactly_once(
 
     arms = per_arm(bodies)
     assert done.runs == {EXPERIMENT: 16} and again.runs == {EXPERIMENT: 0}
-    stats = read_judge_stats(redis_client, EXPERIMENT)
+    stats = read_judge_stats(EXPERIMENT, redis_client)
     for arm, n in arms.items():
         assert done.count(EXPERIMENT, arm, "reply") == n
         assert done.count(EXPERIMENT, arm, "rambling", "parse_failure") == n
@@ -358,7 +357,7 @@ def test_a_pass_records_scores_the_analysis_reads_exactly_once(
     finally:
         redelivered.close()
     assert len(judge_outcomes(redis_client)) == 16
-    assert read_judge_stats(redis_client, EXPERIMENT) == stats  # runs counted, not deliveries
+    assert read_judge_stats(EXPERIMENT, redis_client) == stats  # runs counted, not deliveries
     # the ids that make the counts exact live a day longer than the runs they count
     counted = list(redis_client.scan_iter(match=f"abtest:{{{EXPERIMENT}}}:judge:counted:*"))
     assert len(counted) == 1 and redis_client.hlen(counted[0]) == 32
@@ -577,7 +576,7 @@ def test_runs_the_judge_model_could_not_reach_are_judged_at_a_later_pass(
     assert first.runs == {EXPERIMENT: 0} and first.deferred == {EXPERIMENT: 4}
     assert "left 4 for a later pass" in first.lines()[0]
     assert redis_client.xpending(runs_key(EXPERIMENT), GROUP)["pending"] == 4
-    assert read_judge_stats(redis_client, EXPERIMENT) == {} and judge_outcomes(redis_client) == []
+    assert read_judge_stats(EXPERIMENT, redis_client) == {} and judge_outcomes(redis_client) == []
     up = worker_for(experiment, redis_client, llm_client, tmp_path / "w", consumer="c1")
     try:
         second = up.tick()
@@ -587,5 +586,5 @@ def test_runs_the_judge_model_could_not_reach_are_judged_at_a_later_pass(
     assert second.runs == {EXPERIMENT: 4} and third.runs == {EXPERIMENT: 0}
     assert redis_client.xpending(runs_key(EXPERIMENT), GROUP)["pending"] == 0
     assert len(judge_outcomes(redis_client)) == 4
-    stats = read_judge_stats(redis_client, EXPERIMENT)
+    stats = read_judge_stats(EXPERIMENT, redis_client)
     assert sum(by["reply"]["ok"] + by["rambling"]["parse_failure"] for by in stats.values()) == 8

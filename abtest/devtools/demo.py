@@ -310,7 +310,8 @@ def _drain_judges(experiment: Experiment, url: str) -> dict[str, dict[str, int]]
     if experiment.evaluation is None or not experiment.evaluation.online_judges:
         return {}
     from abtest.judging.runs_log import runs_key
-    from abtest.judging.worker import JudgeWorker, read_judge_stats
+    from abtest.judging.worker import JudgeWorker
+    from analysis.evaluation import read_judge_stats
 
     client = store.sync_client(url)
     worker = JudgeWorker(client, lambda: {experiment.id: experiment}, claim_idle_ms=2_000)
@@ -324,7 +325,7 @@ def _drain_judges(experiment: Experiment, url: str) -> dict[str, dict[str, int]]
     finally:
         worker.close()
     tallies: dict[str, dict[str, int]] = {}
-    for by_evaluator in read_judge_stats(client, experiment.id).values():
+    for by_evaluator in read_judge_stats(experiment.id, client).values():
         for evaluator, counts in by_evaluator.items():
             mine = tallies.setdefault(evaluator, {})
             for status, count in counts.items():
@@ -335,12 +336,11 @@ def _drain_judges(experiment: Experiment, url: str) -> dict[str, dict[str, int]]
 def _group_done(client: Any, key: str) -> bool:
     """Whether the judges' consumer group has taken every entry of the stream (no lag) and
     acknowledged it (nothing pending with the service's worker either)."""
+    from abtest.event_fields import as_str
     from abtest.judging.worker import GROUP
 
     for group in client.xinfo_groups(key):
-        name = group.get("name")
-        name = name.decode() if isinstance(name, bytes) else name
-        if name == GROUP:
+        if as_str(group.get("name", "")) == GROUP:
             return not group.get("pending") and not group.get("lag")
     return False
 

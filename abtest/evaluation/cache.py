@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from abtest.event_fields import as_str
 from analysis.evaluation import summary_key
 
 __all__ = ["EvalCache"]
@@ -54,13 +55,9 @@ class EvalCache:
 
     def _read(self, key: str) -> dict[str, dict[str, Any]]:
         return {
-            _text(field): json.loads(value) for field, value in self._client.hgetall(key).items()
+            as_str(field): json.loads(value) for field, value in self._client.hgetall(key).items()
         }
 
 
 def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value

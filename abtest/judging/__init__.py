@@ -8,8 +8,9 @@ other.
   so a run's answer never waits for it.
 * `abtest.judging.worker`: `JudgeWorker` reads the runs streams through a consumer group,
   judges each run, appends the scores through the event log and counts parse failures and
-  judge errors per arm; `JudgeThread` runs it inside ``abtest serve`` (``ABTEST_JUDGE=on``,
-  the default), ``abtest judge`` alone.
+  judge errors per arm (read back with `analysis.evaluation.read_judge_stats`);
+  `JudgeThread` runs it inside ``abtest serve`` (``ABTEST_JUDGE=on``, the default),
+  ``abtest judge`` alone.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from abtest.judging.worker import (
     JudgePass,
     JudgeThread,
     JudgeWorker,
-    judge_stats_key,
     judged_experiments,
-    read_judge_stats,
 )
 
 __all__ = [
@@ -33,9 +32,7 @@ __all__ = [
     "RunEntry",
     "RunsLog",
     "is_sampled",
-    "judge_stats_key",
     "judged_experiments",
     "keeps",
-    "read_judge_stats",
     "runs_key",
 ]

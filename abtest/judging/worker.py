@@ -65,18 +65,14 @@ from abtest.prompts import PromptRegistry
 from abtest.settings import Settings, get_settings
 from abtest.telemetry import judge_verdict_counter
 from analysis.evaluation import JUDGE_VERDICT_STATUSES, judge_stats_key
-from analysis.evaluation import read_judge_stats as read_stats
 
 __all__ = [
     "GROUP",
-    "STATUSES",
     "JudgePass",
     "JudgeThread",
     "JudgeWorker",
     "judge_event_id",
-    "judge_stats_key",
     "judged_experiments",
-    "read_judge_stats",
 ]
 
 logger = logging.getLogger("abtest.judging")
@@ -84,8 +80,6 @@ logger = logging.getLogger("abtest.judging")
 GROUP = "abtest-judge"
 """The consumer group of the judge workers on every runs stream."""
 
-STATUSES = JUDGE_VERDICT_STATUSES
-"""The verdict statuses counted per (arm, evaluator)."""
 
 STORE_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
@@ -134,11 +128,6 @@ return n
 def judge_event_id(request_id: str, evaluator_fingerprint: str) -> str:
     """The event id of a judge's score of one run: the same for every delivery of the run."""
     return uuid.uuid5(_EVENT_NAMESPACE, f"{request_id}:{evaluator_fingerprint}").hex
-
-
-def read_judge_stats(client: Any, experiment_id: str) -> dict[str, dict[str, dict[str, int]]]:
-    """The verdict counts so far: arm -> evaluator -> {ok, parse_failure, judge_error}."""
-    return read_stats(experiment_id, client)
 
 
 @dataclass(frozen=True)
@@ -212,7 +201,7 @@ class _Progress:
         verdicts: dict[tuple[str, str, str], dict[str, int]] = {}
         for (experiment_id, arm, evaluator, status), n in self.verdicts.items():
             counts = verdicts.setdefault(
-                (experiment_id, arm, evaluator), dict.fromkeys(STATUSES, 0)
+                (experiment_id, arm, evaluator), dict.fromkeys(JUDGE_VERDICT_STATUSES, 0)
             )
             counts[status] += n
         return JudgePass(
